@@ -1,0 +1,209 @@
+"""Sample a model with NUTS and check the sampler's diagnostics."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from .design import Design
+from .models import build_model
+from .priors import Priors
+from .simulate import SimulatedData
+
+__all__ = ["SAMPLERS", "Diagnostics", "SamplingWarning", "as_design", "diagnose", "fit"]
+
+#: NUTS implementations :func:`fit` can use.
+SAMPLERS: tuple[str, ...] = ("pymc", "nutpie")
+
+#: Scalars whose r_hat and ESS are checked after sampling.
+_CHECKED = ("alpha_0", "beta_0", "sigma_g", "sigs", "rho")
+
+#: Parametrizations to suggest on divergences, best-behaved first.
+_FASTER = ("cholesky",)
+
+
+class SamplingWarning(UserWarning):
+    """Divergences or unconverged chains: the posterior draws may not be trustworthy."""
+
+
+def as_design(
+    data: Design | SimulatedData | pd.DataFrame,
+    *,
+    y: str = "y",
+    x: str = "x",
+    group: str = "group_id",
+) -> Design:
+    """Turn a data frame, a simulation or a design into a validated :class:`Design`."""
+    if isinstance(data, Design):
+        if data.y is None:
+            raise ValueError("data must carry an outcome y to be fitted, found a Design with y=None")
+        return data
+    if isinstance(data, SimulatedData):
+        return data.design
+    if isinstance(data, pd.DataFrame):
+        return Design.from_dataframe(data, y=y, x=x, group=group)
+    raise ValueError(
+        f"data must be a pandas DataFrame, a SimulatedData or a Design, found {type(data).__name__}"
+    )
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, found {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Sampler health: divergences after tuning, worst r_hat and smallest bulk ESS."""
+
+    divergences: int
+    max_r_hat: float
+    min_ess_bulk: float
+    worst_r_hat_parameter: str
+
+    @property
+    def ok(self) -> bool:
+        return self.divergences == 0 and self.max_r_hat <= 1.01
+
+
+def diagnose(idata: az.InferenceData, *, warn: bool = True) -> Diagnostics:
+    """Count divergences and find the worst r_hat / bulk ESS of the scalar parameters.
+
+    With ``warn=True`` a :class:`SamplingWarning` names the problem and the fix to try.
+    """
+    names = [v for v in _CHECKED if v in idata.posterior]
+    summary = az.summary(idata, var_names=names, kind="diagnostics")
+    divergences = int(idata.sample_stats["diverging"].sum()) if "sample_stats" in idata else 0
+    r_hat = summary["r_hat"].astype(float)
+    diag = Diagnostics(
+        divergences=divergences,
+        max_r_hat=float(r_hat.max()),
+        min_ess_bulk=float(summary["ess_bulk"].min()),
+        worst_r_hat_parameter=str(r_hat.idxmax()),
+    )
+    if warn and divergences:
+        n_draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+        used = idata.attrs.get("parametrization")
+        other = [p for p in _FASTER if p != used]
+        switch = f", or parametrization={other[0]!r}" if other else ""
+        warnings.warn(
+            f"{divergences} divergent transitions in {n_draws} draws: NUTS could not follow the "
+            "posterior's geometry (typically the funnel of group sds near 0). Try "
+            f"target_accept=0.99{switch}.",
+            SamplingWarning,
+            stacklevel=2,
+        )
+    if warn and diag.max_r_hat > 1.01:
+        warnings.warn(
+            f"r_hat = {diag.max_r_hat:.3f} > 1.01 for {diag.worst_r_hat_parameter}: the chains "
+            "disagree. Try more tuning and draws (e.g. tune=2000, draws=2000) or more chains.",
+            SamplingWarning,
+            stacklevel=2,
+        )
+    return diag
+
+
+def fit(
+    data: Design | SimulatedData | pd.DataFrame,
+    *,
+    parametrization: str = "cholesky",
+    priors: Priors | None = None,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    cores: int | None = None,
+    target_accept: float = 0.95,
+    sampler: str = "pymc",
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    y: str = "y",
+    x: str = "x",
+    group: str = "group_id",
+) -> az.InferenceData:
+    """Fit ``y ~ 1 + x + (1 + x | group)`` with NUTS and return the posterior.
+
+    Parameters
+    ----------
+    data : DataFrame, SimulatedData or Design
+        Observed data; a data frame needs the columns named by ``y``, ``x`` and ``group``.
+    parametrization : str
+        One of :data:`lmm_pymc.PARAMETRIZATIONS`.
+    priors : Priors, optional
+        Prior configuration (default: the tutorial's priors).
+    draws, tune, chains : int
+        Posterior draws and tuning steps per chain, number of chains.
+    cores : int, optional
+        Chains run in parallel on this many processes (PyMC sampler); default
+        ``min(chains, available CPUs)`` (PyMC's own default halves the CPU count).
+    target_accept : float
+        NUTS target acceptance rate in (0, 1); higher means smaller steps, fewer divergences.
+    sampler : {"pymc", "nutpie"}
+        PyMC's NUTS, or nutpie's (needs ``pip install lmm_pymc[nutpie]``).
+    random_seed : int, optional
+        Seed of the sampler; the same seed gives the same draws.
+    progressbar : bool
+        Show a progress bar while sampling.
+
+    Returns
+    -------
+    arviz.InferenceData
+        ``posterior`` with the named quantities of :mod:`lmm_pymc.models`, ``sample_stats``
+        and ``observed_data``. A :class:`SamplingWarning` is raised on divergences or
+        r_hat > 1.01, naming the fix to try.
+    """
+    draws = _positive_int("draws", draws)
+    tune = _positive_int("tune", tune) if tune != 0 else 0
+    chains = _positive_int("chains", chains)
+    if not 0 < float(target_accept) < 1:
+        raise ValueError(f"target_accept must be in (0, 1), found {target_accept!r}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {list(SAMPLERS)}, found {sampler!r}")
+    if sampler == "nutpie" and importlib.util.find_spec("nutpie") is None:
+        raise ValueError(
+            "sampler='nutpie' needs the nutpie package, which is not installed; "
+            "install it with `pip install 'lmm_pymc[nutpie]'` or use sampler='pymc'"
+        )
+    design = as_design(data, y=y, x=x, group=group)
+    model = build_model(design, parametrization, priors=priors)
+
+    if sampler == "pymc":
+        import pymc as pm
+
+        if cores is None:
+            cores = max(1, min(chains, len(os.sched_getaffinity(0))))
+
+        with model:
+            idata = pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                target_accept=float(target_accept),
+                random_seed=random_seed,
+                progressbar=progressbar,
+                compute_convergence_checks=False,
+            )
+    else:
+        import nutpie
+
+        compiled = nutpie.compile_pymc_model(model)
+        idata = nutpie.sample(
+            compiled,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=random_seed if random_seed is not None else np.random.SeedSequence().entropy % 2**32,
+            target_accept=float(target_accept),
+            progress_bar=progressbar,
+        )
+    idata.attrs["parametrization"] = parametrization
+    idata.attrs["sampler"] = sampler
+    diagnose(idata, warn=True)
+    return idata
