@@ -158,7 +158,7 @@ class Design:
                 f"variation, found {len(labels)} ({list(labels)})"
             )
         sizes = np.bincount(codes, minlength=len(labels))
-        singles = [labels[i] for i in np.flatnonzero(sizes == 1)]
+        singles = labels[sizes == 1].tolist()
         if singles:
             warnings.warn(
                 f"column {group!r} has {len(singles)} group(s) with one row ({singles[:5]}): "
