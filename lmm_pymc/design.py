@@ -150,7 +150,9 @@ class Design:
         groups = data[group]
         if groups.isna().any():
             row = int(np.flatnonzero(groups.isna().to_numpy())[0])
-            raise ValueError(f"column {group!r} must not contain missing labels, found NaN at row {row}")
+            raise ValueError(
+                f"column {group!r} must not contain missing labels, found NaN at row {row}"
+            )
         codes, labels = pd.factorize(groups, sort=False)  # order of first appearance
         if len(labels) < 2:
             raise ValueError(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import arviz as az
 import numpy as np
 import pandas as pd
 
-from .design import Design
+from .design import Design, GroupStatistics
+from .marginal import add_random_effects, build_marginal_model
 from .models import build_model
 from .priors import Priors
 from .simulate import SimulatedData
@@ -25,7 +27,7 @@ SAMPLERS: tuple[str, ...] = ("pymc", "nutpie")
 _CHECKED = ("alpha_0", "beta_0", "sigma_g", "sigs", "rho")
 
 #: Parametrizations to suggest on divergences, best-behaved first.
-_FASTER = ("cholesky",)
+_FASTER = ("marginal", "cholesky")
 
 
 class SamplingWarning(UserWarning):
@@ -42,7 +44,9 @@ def as_design(
     """Turn a data frame, a simulation or a design into a validated :class:`Design`."""
     if isinstance(data, Design):
         if data.y is None:
-            raise ValueError("data must carry an outcome y to be fitted, found a Design with y=None")
+            raise ValueError(
+                "data must carry an outcome y to be fitted, found a Design with y=None"
+            )
         return data
     if isinstance(data, SimulatedData):
         return data.design
@@ -70,7 +74,8 @@ class Diagnostics:
 
     @property
     def ok(self) -> bool:
-        return self.divergences == 0 and self.max_r_hat <= 1.01
+        """No divergences and r_hat <= 1.01 (r_hat is NaN, so unchecked, with one chain)."""
+        return self.divergences == 0 and not self.max_r_hat > 1.01
 
 
 def diagnose(idata: az.InferenceData, *, warn: bool = True) -> Diagnostics:
@@ -81,12 +86,12 @@ def diagnose(idata: az.InferenceData, *, warn: bool = True) -> Diagnostics:
     names = [v for v in _CHECKED if v in idata.posterior]
     summary = az.summary(idata, var_names=names, kind="diagnostics")
     divergences = int(idata.sample_stats["diverging"].sum()) if "sample_stats" in idata else 0
-    r_hat = summary["r_hat"].astype(float)
+    r_hat = summary["r_hat"].astype(float).dropna()  # r_hat needs >= 2 chains
     diag = Diagnostics(
         divergences=divergences,
-        max_r_hat=float(r_hat.max()),
+        max_r_hat=float(r_hat.max()) if len(r_hat) else float("nan"),
         min_ess_bulk=float(summary["ess_bulk"].min()),
-        worst_r_hat_parameter=str(r_hat.idxmax()),
+        worst_r_hat_parameter=str(r_hat.idxmax()) if len(r_hat) else "",
     )
     if warn and divergences:
         n_draws = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
@@ -111,9 +116,9 @@ def diagnose(idata: az.InferenceData, *, warn: bool = True) -> Diagnostics:
 
 
 def fit(
-    data: Design | SimulatedData | pd.DataFrame,
+    data: Design | SimulatedData | pd.DataFrame | GroupStatistics,
     *,
-    parametrization: str = "cholesky",
+    parametrization: str = "marginal",
     priors: Priors | None = None,
     draws: int = 1000,
     tune: int = 1000,
@@ -126,15 +131,20 @@ def fit(
     y: str = "y",
     x: str = "x",
     group: str = "group_id",
+    group_labels: Sequence[object] | None = None,
 ) -> az.InferenceData:
     """Fit ``y ~ 1 + x + (1 + x | group)`` with NUTS and return the posterior.
 
     Parameters
     ----------
-    data : DataFrame, SimulatedData or Design
+    data : DataFrame, SimulatedData, Design or GroupStatistics
         Observed data; a data frame needs the columns named by ``y``, ``x`` and ``group``.
+        Per-group sums (:class:`~lmm_pymc.design.GroupStatistics`, e.g. accumulated from
+        files larger than memory) are enough for ``parametrization="marginal"``.
     parametrization : str
-        One of :data:`lmm_pymc.PARAMETRIZATIONS`.
+        One of :data:`lmm_pymc.PARAMETRIZATIONS`. The default ``marginal`` integrates the
+        random effects out (one gradient costs O(groups), not O(rows)) and adds exact draws
+        of ``random_group`` after sampling, seeded by ``random_seed``.
     priors : Priors, optional
         Prior configuration (default: the tutorial's priors).
     draws, tune, chains : int
@@ -150,6 +160,10 @@ def fit(
         Seed of the sampler; the same seed gives the same draws.
     progressbar : bool
         Show a progress bar while sampling.
+    y, x, group : str
+        Column names when ``data`` is a data frame.
+    group_labels : sequence, optional
+        Group labels when ``data`` is a ``GroupStatistics`` (default ``0 .. J-1``).
 
     Returns
     -------
@@ -170,8 +184,22 @@ def fit(
             "sampler='nutpie' needs the nutpie package, which is not installed; "
             "install it with `pip install 'lmm_pymc[nutpie]'` or use sampler='pymc'"
         )
-    design = as_design(data, y=y, x=x, group=group)
-    model = build_model(design, parametrization, priors=priors)
+    if isinstance(data, GroupStatistics):
+        if parametrization != "marginal":
+            raise ValueError(
+                "data given as GroupStatistics can only be fitted with parametrization="
+                f"'marginal', found parametrization={parametrization!r}"
+            )
+        stats = data
+        model = build_marginal_model(stats, group_labels, priors=priors)
+    else:
+        design = as_design(data, y=y, x=x, group=group)
+        if parametrization == "marginal":
+            stats = design.group_statistics()
+            group_labels = design.group_labels
+            model = build_marginal_model(stats, group_labels, priors=priors)
+        else:
+            model = build_model(design, parametrization, priors=priors)
 
     if sampler == "pymc":
         import pymc as pm
@@ -199,10 +227,14 @@ def fit(
             draws=draws,
             tune=tune,
             chains=chains,
-            seed=random_seed if random_seed is not None else np.random.SeedSequence().entropy % 2**32,
+            seed=np.random.SeedSequence(random_seed).entropy % 2**32,
             target_accept=float(target_accept),
             progress_bar=progressbar,
         )
+    if parametrization == "marginal":
+        # exact conditional draws b_j | hyperparameters, y (lmm_pymc.marginal)
+        labels = list(model.coords["group"])
+        add_random_effects(idata, stats, seed=random_seed, group_labels=labels)
     idata.attrs["parametrization"] = parametrization
     idata.attrs["sampler"] = sampler
     diagnose(idata, warn=True)

@@ -24,6 +24,10 @@ Parametrizations (see :data:`PARAMETRIZATIONS`):
 ``cholesky``
     ``LKJCholeskyCov(eta, sd_dist=HalfNormal)`` on the packed Cholesky factor ``L`` of
     Sigma, non-centred random effects ``z ~ Normal(0, 1)``, ``b = z L'``.
+``marginal``
+    The random effects integrated out exactly (:mod:`lmm_pymc.marginal`): the same priors
+    and ``LKJCholeskyCov`` as ``cholesky``, a likelihood from per-group sums (O(groups) per
+    gradient); ``random_group`` is drawn exactly after sampling.
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from .design import Design
+from .marginal import build_marginal_model
 from .priors import Priors
 
 __all__ = ["PARAMETRIZATIONS", "build_model", "SCALAR_PARAMETERS"]
 
 #: Names of the parametrizations :func:`build_model` accepts.
-PARAMETRIZATIONS: tuple[str, ...] = ("lkj_corr", "cholesky")
+PARAMETRIZATIONS: tuple[str, ...] = ("lkj_corr", "cholesky", "marginal")
 
 #: Scalar summaries every parametrization exposes (``sigs`` has one per random effect).
 SCALAR_PARAMETERS: tuple[str, ...] = ("alpha_0", "beta_0", "sigma_g", "sigs", "rho")
@@ -81,9 +86,11 @@ def build_model(
     ----------
     design : Design
         Validated design with ``y`` (see :meth:`Design.from_dataframe`).
-    parametrization : {"lkj_corr", "cholesky"}
+    parametrization : {"lkj_corr", "cholesky", "marginal"}
         ``lkj_corr`` mirrors the tutorial's Stan model term for term; ``cholesky`` uses
-        ``LKJCholeskyCov`` with non-centred random effects.
+        ``LKJCholeskyCov`` with non-centred random effects; ``marginal`` integrates the
+        random effects out (:func:`lmm_pymc.marginal.build_marginal_model`, no ``obs``
+        coordinate, ``random_group`` is drawn after sampling by ``fit``).
     priors : Priors, optional
         Prior configuration; defaults to the tutorial's priors.
 
@@ -106,6 +113,8 @@ def build_model(
     if design.y is None:
         raise ValueError("design must carry an outcome y to build a model, found y=None")
     priors = Priors() if priors is None else priors
+    if parametrization == "marginal":
+        return build_marginal_model(design.group_statistics(), design.group_labels, priors=priors)
     q = len(design.random_names)
 
     with pm.Model(coords=design.coords()) as model:

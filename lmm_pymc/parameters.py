@@ -27,7 +27,9 @@ __all__ = [
 def _as_positive_vector(name: str, value: float | Sequence[float] | np.ndarray) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(value, dtype=float))
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D sequence of standard deviations, found shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be a 1-D sequence of standard deviations, found shape {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, found {arr.tolist()}")
     if np.any(arr <= 0):
@@ -49,7 +51,9 @@ def correlation_matrix(rho: float) -> np.ndarray:
     return np.array([[1.0, rho_f], [rho_f, 1.0]])
 
 
-def validate_correlation(R: np.ndarray | Sequence[Sequence[float]], *, name: str = "R") -> np.ndarray:
+def validate_correlation(
+    R: np.ndarray | Sequence[Sequence[float]], *, name: str = "R"
+) -> np.ndarray:
     """Check that ``R`` is a valid correlation matrix and return it as a float array.
 
     A valid correlation matrix is square, symmetric, has a unit diagonal and is
@@ -63,7 +67,9 @@ def validate_correlation(R: np.ndarray | Sequence[Sequence[float]], *, name: str
     if not np.allclose(arr, arr.T, rtol=0, atol=1e-12):
         raise ValueError(f"{name} must be symmetric, found {arr.tolist()}")
     if not np.allclose(np.diag(arr), 1.0, rtol=0, atol=1e-12):
-        raise ValueError(f"{name} must have a unit diagonal, found diagonal {np.diag(arr).tolist()}")
+        raise ValueError(
+            f"{name} must have a unit diagonal, found diagonal {np.diag(arr).tolist()}"
+        )
     off = arr[~np.eye(arr.shape[0], dtype=bool)]
     if off.size and np.max(np.abs(off)) >= 1:
         raise ValueError(
@@ -73,7 +79,8 @@ def validate_correlation(R: np.ndarray | Sequence[Sequence[float]], *, name: str
         np.linalg.cholesky(arr)
     except np.linalg.LinAlgError:
         raise ValueError(
-            f"{name} must be positive definite, found eigenvalues {np.linalg.eigvalsh(arr).tolist()}"
+            f"{name} must be positive definite, found eigenvalues "
+            f"{np.linalg.eigvalsh(arr).tolist()}"
         ) from None
     return arr
 
@@ -93,7 +100,8 @@ def covariance_matrix(
     r = validate_correlation(R)
     if r.shape[0] != s.size:
         raise ValueError(
-            f"R must be {s.size} x {s.size} to match sigmas of length {s.size}, found shape {r.shape}"
+            f"R must be {s.size} x {s.size} to match sigmas of length {s.size}, "
+            f"found shape {r.shape}"
         )
     # (q, q) = diag(s) @ R @ diag(s)
     return s[:, None] * r * s[None, :]
@@ -146,7 +154,9 @@ class TrueParameters:
         b = np.asarray(self.b, dtype=float)
         if b.ndim != 2 or b.shape[1] != sigmas.size:
             raise ValueError(f"b must have shape (n_groups, {sigmas.size}), found {b.shape}")
-        labels = tuple(self.group_labels) if len(self.group_labels) else tuple(range(1, b.shape[0] + 1))
+        labels = (
+            tuple(self.group_labels) if len(self.group_labels) else tuple(range(1, b.shape[0] + 1))
+        )
         if len(labels) != b.shape[0]:
             raise ValueError(f"group_labels must have {b.shape[0]} entries, found {len(labels)}")
         object.__setattr__(self, "beta", beta)

@@ -5,14 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import arviz as az
-import numpy as np
 import pandas as pd
 
 from .parameters import TrueParameters
 
 __all__ = ["recovery_table", "plot_recovery", "true_values"]
 
-_COLUMNS = ["parameter", "true", "mean", "sd", "hdi_low", "hdi_high", "covered", "r_hat", "ess_bulk"]
+_COLUMNS = [
+    "parameter",
+    "true",
+    "mean",
+    "sd",
+    "hdi_low",
+    "hdi_high",
+    "covered",
+    "r_hat",
+    "ess_bulk",
+]
 
 
 def true_values(
@@ -72,7 +81,9 @@ def recovery_table(
     rows = []
     for display, (var, sel, true) in true_values(truth, random_effects=random_effects).items():
         if var not in post:
-            raise ValueError(f"idata.posterior has no variable {var!r}; found {list(post.data_vars)}")
+            raise ValueError(
+                f"idata.posterior has no variable {var!r}; found {list(post.data_vars)}"
+            )
         draws = post[var].sel(sel) if sel else post[var]
         values = draws.values  # (chain, draw)
         lo, hi = az.hdi(values.ravel(), hdi_prob=hdi_prob)
@@ -105,11 +116,7 @@ def plot_recovery(
 
     Returns the matplotlib figure; with ``path`` it is also written to that file.
     """
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # headless machines fall back to Agg by themselves
 
     table = recovery_table(idata, truth, hdi_prob=hdi_prob).set_index("parameter")
     specs = true_values(truth)
@@ -118,13 +125,19 @@ def plot_recovery(
         values = (idata.posterior[var].sel(sel) if sel else idata.posterior[var]).values.ravel()
         ax.hist(values, bins=60, density=True, color="#8fb3d9", edgecolor="none")
         row = table.loc[display]
-        ax.hlines(0, row["hdi_low"], row["hdi_high"], color="black", lw=4,
-                  label=f"{int(hdi_prob * 100)}% HDI")
+        ax.hlines(
+            0,
+            row["hdi_low"],
+            row["hdi_high"],
+            color="black",
+            lw=4,
+            label=f"{int(hdi_prob * 100)}% HDI",
+        )
         ax.axvline(true, color="#d62728", lw=2, label="true value")
         ax.axvline(row["mean"], color="black", lw=1, ls="--", label="posterior mean")
         ax.set_title(display)
         ax.set_yticks([])
-    for ax in list(axes.flat)[len(specs):]:
+    for ax in list(axes.flat)[len(specs) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8, loc="upper left")
     fig.suptitle(f"Posterior vs truth ({idata.attrs.get('parametrization', 'fit')})")

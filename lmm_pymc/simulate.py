@@ -66,12 +66,16 @@ def _x_per_group(
     if group_sizes is not None:
         sizes = [_positive_int("group_sizes[...]", s) for s in group_sizes]
         if len(sizes) != n_groups:
-            raise ValueError(f"group_sizes must have n_groups={n_groups} entries, found {len(sizes)}")
+            raise ValueError(
+                f"group_sizes must have n_groups={n_groups} entries, found {len(sizes)}"
+            )
         return [np.arange(1.0, s + 1.0) for s in sizes]
     if x is None:
         return [np.arange(1.0, n_per_group + 1.0) for _ in range(n_groups)]
-    if isinstance(x, np.ndarray) and x.ndim == 1 or (
-        not isinstance(x, np.ndarray) and len(x) and np.ndim(x[0]) == 0
+    if (
+        isinstance(x, np.ndarray)
+        and x.ndim == 1
+        or (not isinstance(x, np.ndarray) and len(x) and np.ndim(x[0]) == 0)
     ):
         shared = np.asarray(x, dtype=float)
         per_group = [shared] * n_groups
@@ -79,18 +83,24 @@ def _x_per_group(
         per_group = [np.asarray(v, dtype=float).reshape(-1) for v in x]
         if len(per_group) != n_groups:
             raise ValueError(
-                f"x as one array per group must have n_groups={n_groups} arrays, found {len(per_group)}"
+                f"x as one array per group must have n_groups={n_groups} arrays, "
+                f"found {len(per_group)}"
             )
     for j, v in enumerate(per_group):
         if v.size == 0:
             raise ValueError(f"x for group {j} is empty; every group needs at least one row")
         if not np.all(np.isfinite(v)):
-            raise ValueError(f"x must be finite, found {v[~np.isfinite(v)][:3].tolist()} in group {j}")
+            raise ValueError(
+                f"x must be finite, found {v[~np.isfinite(v)][:3].tolist()} in group {j}"
+            )
     return per_group
 
 
 def draw_random_effects(Sigma: np.ndarray, n_groups: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_groups`` draws of ``b_j ~ N(0, Sigma)``, shape (J, q), as ``z @ L'`` with ``L = chol(Sigma)``."""
+    """``n_groups`` draws of ``b_j ~ N(0, Sigma)``, shape (J, q).
+
+    Drawn as ``z @ L'`` with ``z`` standard normal and ``L = chol(Sigma)``.
+    """
     L = np.linalg.cholesky(Sigma)
     return rng.standard_normal((n_groups, Sigma.shape[0])) @ L.T
 
@@ -100,7 +110,9 @@ def simulate_outcome(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``y = X beta + Z b + e`` for a design and known ``b``; returns ``(y, e)``."""
     if truth.b.shape[0] != design.n_groups:
-        raise ValueError(f"truth.b must have {design.n_groups} rows (groups), found {truth.b.shape[0]}")
+        raise ValueError(
+            f"truth.b must have {design.n_groups} rows (groups), found {truth.b.shape[0]}"
+        )
     rng = np.random.default_rng(seed)
     # (N,) = X @ beta + (Z_rows * b[group]).sum(1)
     mean = design.X @ truth.beta + np.sum(design.Z_rows * truth.b[design.group_index], axis=1)
@@ -192,8 +204,14 @@ def simulate(
 
     # Step 2: b (J, 2), one row per group
     b = draw_random_effects(Sigma, n_groups, rng)
-    truth = TrueParameters(beta=beta_arr, sigmas=np.asarray(sigmas, float), R=R_arr, sigma=sigma_f,
-                           b=b, group_labels=labels)
+    truth = TrueParameters(
+        beta=beta_arr,
+        sigmas=np.asarray(sigmas, float),
+        R=R_arr,
+        sigma=sigma_f,
+        b=b,
+        group_labels=labels,
+    )
     # Step 1 and Step 3
     fixed_outcome = design.X @ beta_arr
     random_outcome = np.sum(design.X * b[design.group_index], axis=1)

@@ -12,8 +12,14 @@ def test_simulate_to_csv(tmp_path, capsys):
     out = tmp_path / "sim.csv"
     assert main(["simulate", "--out", str(out), "--groups", "5", "--rows", "4", "--seed", "1"]) == 0
     df = pd.read_csv(out)
-    assert list(df.columns) == ["intercept", "x", "group_id", "y", "fixed_outcome",
-                                "random_outcome"]
+    assert list(df.columns) == [
+        "intercept",
+        "x",
+        "group_id",
+        "y",
+        "fixed_outcome",
+        "random_outcome",
+    ]
     assert len(df) == 20 and df["group_id"].nunique() == 5
     assert "wrote 20 rows in 5 groups" in capsys.readouterr().out
 
@@ -34,8 +40,21 @@ def test_fit_csv_and_demo(tmp_path, capsys):
     csv = tmp_path / "sim.csv"
     main(["simulate", "--out", str(csv), "--groups", "6", "--rows", "8", "--seed", "3"])
     nc = tmp_path / "post.nc"
-    code = main(["fit", str(csv), "--draws", "200", "--tune", "200", "--chains", "2",
-                 "--no-progress", "--out", str(nc)])
+    code = main(
+        [
+            "fit",
+            str(csv),
+            "--draws",
+            "200",
+            "--tune",
+            "200",
+            "--chains",
+            "2",
+            "--no-progress",
+            "--out",
+            str(nc),
+        ]
+    )
     assert code == 0 and nc.exists()
     assert "alpha_0" in capsys.readouterr().out
     plot = tmp_path / "demo.png"

@@ -10,8 +10,9 @@ from lmm_pymc import Design
 
 
 def frame(**overrides):
-    df = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0], "x": [1.0, 2.0, 1.0, 2.0],
-                       "group_id": ["a", "a", "b", "b"]})
+    df = pd.DataFrame(
+        {"y": [1.0, 2.0, 3.0, 4.0], "x": [1.0, 2.0, 1.0, 2.0], "group_id": ["a", "a", "b", "b"]}
+    )
     for k, v in overrides.items():
         df[k] = v
     return df

@@ -38,10 +38,25 @@ def fake_idata(truth, *, n_chains=4, n_draws=500, shift=0.0, diverging=0, seed=0
 def test_recovery_table_columns_and_coverage(tutorial_sim):
     t = tutorial_sim.truth
     table = recovery_table(fake_idata(t), t, random_effects=True)
-    assert list(table.columns) == ["parameter", "true", "mean", "sd", "hdi_low", "hdi_high",
-                                   "covered", "r_hat", "ess_bulk"]
-    assert table["parameter"].tolist()[:6] == ["alpha_0", "beta_0", "sigma_g", "sigs[intercept]",
-                                               "sigs[x]", "rho"]
+    assert list(table.columns) == [
+        "parameter",
+        "true",
+        "mean",
+        "sd",
+        "hdi_low",
+        "hdi_high",
+        "covered",
+        "r_hat",
+        "ess_bulk",
+    ]
+    assert table["parameter"].tolist()[:6] == [
+        "alpha_0",
+        "beta_0",
+        "sigma_g",
+        "sigs[intercept]",
+        "sigs[x]",
+        "rho",
+    ]
     assert len(table) == 6 + 6  # 3 groups x 2 random effects
     assert table["covered"].all()
     # 2000 iid draws of sd 0.1: the mean is within 4 standard errors (0.009) of the truth
@@ -99,10 +114,25 @@ def test_recovery_30_groups(sim_30x20, parametrization):
     """Both explicit parametrizations recover beta, the residual sd and the group sds."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)  # checked explicitly below
-        idata = fit(sim_30x20, parametrization=parametrization, draws=1000, tune=1000, chains=2,
-                    random_seed=3, progressbar=False)
+        idata = fit(
+            sim_30x20,
+            parametrization=parametrization,
+            draws=1000,
+            tune=1000,
+            chains=2,
+            random_seed=3,
+            progressbar=False,
+        )
     table = recovery_table(idata, sim_30x20.truth).set_index("parameter")
     checked = ["alpha_0", "beta_0", "sigma_g", "sigs[intercept]", "sigs[x]"]
     assert table.loc[checked, "covered"].all(), table
     assert (table["r_hat"] < 1.01).all(), table
     assert diagnose(idata, warn=False).max_r_hat < 1.01
+
+
+def test_diagnose_single_chain(tutorial_sim):
+    """With one chain r_hat is undefined: reported as NaN, not an error or a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = diagnose(fake_idata(tutorial_sim.truth, n_chains=1))
+    assert np.isnan(d.max_r_hat) and d.ok and d.worst_r_hat_parameter == ""

@@ -20,14 +20,20 @@ SHARED = {
 
 @pytest.fixture(scope="module")
 def labelled_sim():
-    return simulate(n_groups=4, group_sizes=[3, 5, 4, 6], group_labels=["s1", "s2", "s3", "s4"],
-                    seed=2)
+    return simulate(
+        n_groups=4, group_sizes=[3, 5, 4, 6], group_labels=["s1", "s2", "s3", "s4"], seed=2
+    )
 
 
 def test_lkj_corr_free_variables(labelled_sim):
     m = build_model(labelled_sim.design, "lkj_corr")
     assert [v.name for v in m.free_RVs] == [
-        "alpha_0", "beta_0", "sigma_g", "sigs", "R_upper", "random_group"
+        "alpha_0",
+        "beta_0",
+        "sigma_g",
+        "sigs",
+        "R_upper",
+        "random_group",
     ]
     ip = m.initial_point()
     assert ip["random_group"].shape == (4, 2)
@@ -65,8 +71,9 @@ def test_deterministics_are_consistent(labelled_sim):
     """Sigma = diag(sigs) R diag(sigs) and rho = R[0, 1] in both explicit parametrizations."""
     for p in ("lkj_corr", "cholesky"):
         m = build_model(labelled_sim.design, p)
-        f = m.compile_fn([m["sigs"], m["R"], m["Sigma"], m["rho"]], inputs=m.value_vars,
-                         on_unused_input="ignore")
+        f = m.compile_fn(
+            [m["sigs"], m["R"], m["Sigma"], m["rho"]], inputs=m.value_vars, on_unused_input="ignore"
+        )
         rng = np.random.default_rng(0)
         point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in m.initial_point().items()}
         sigs, R, Sigma, rho = f(point)
@@ -90,7 +97,10 @@ def test_priors_reach_the_model(tutorial_sim):
     ("kwargs", "match"),
     [
         ({"parametrization": "centred"}, r"parametrization must be one of .* found 'centred'"),
-        ({"priors": None, "parametrization": "lkj_corr", "design": "nope"}, "must be a lmm_pymc.Design"),
+        (
+            {"priors": None, "parametrization": "lkj_corr", "design": "nope"},
+            "must be a lmm_pymc.Design",
+        ),
     ],
 )
 def test_bad_model_input(tutorial_sim, kwargs, match):
@@ -99,8 +109,9 @@ def test_bad_model_input(tutorial_sim, kwargs, match):
         build_model(design, **kwargs)
 
 
-@pytest.mark.parametrize(("field", "value"), [("lkj_eta", 0.0), ("group_sd", -1.0),
-                                              ("fixed_sd", float("nan"))])
+@pytest.mark.parametrize(
+    ("field", "value"), [("lkj_eta", 0.0), ("group_sd", -1.0), ("fixed_sd", float("nan"))]
+)
 def test_bad_priors(field, value):
     with pytest.raises(ValueError, match=rf"Priors.{field} must be"):
         Priors(**{field: value})

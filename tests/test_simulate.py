@@ -127,9 +127,7 @@ def test_bad_simulation_input(kwargs, match):
 
 def test_correlation_validation():
     with pytest.raises(ValueError, match="positive definite"):
-        covariance_matrix(
-            [1.0, 1.0, 1.0], [[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]]
-        )
+        covariance_matrix([1.0, 1.0, 1.0], [[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]])
     with pytest.raises(ValueError, match="must be 2 x 2 to match sigmas"):
         covariance_matrix([1.0, 1.0], np.eye(3))
     with pytest.raises(ValueError, match="b must have shape"):

@@ -1,0 +1,210 @@
+"""Per-group sufficient statistics of data sets larger than memory, with dask.dataframe.
+
+The Gaussian LMM's likelihood with the random effects integrated out needs only, per
+group ``j``, the sums ``n, X'X, X'Z, Z'Z, X'y, Z'y, y'y`` (see
+:meth:`lmm_pymc.Design.group_statistics`). For ``y ~ 1 + x + (1 + x | group)`` with
+``X = Z = (1, x)`` these follow from six column sums per group::
+
+    n = sum 1,  Sx = sum x,  Sxx = sum x^2,  Sy = sum y,  Sxy = sum x y,  Syy = sum y^2
+    X'X = X'Z = Z'Z = [[n, Sx], [Sx, Sxx]],   X'y = Z'y = [Sy, Sxy],   y'y = Syy
+
+dask.dataframe reads the CSV or Parquet files block by block and reduces every block to
+these sums, so memory holds one block and ``J x 6`` numbers, whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .design import GroupStatistics
+
+__all__ = ["GroupedStatistics", "group_statistics_from_files"]
+
+_SUMS = ("n", "Sx", "Sxx", "Sy", "Sxy", "Syy")
+
+
+@dataclass(frozen=True)
+class GroupedStatistics:
+    """Per-group sufficient statistics with the labels of their groups.
+
+    Attributes
+    ----------
+    group_labels : tuple
+        One label per group, in the order of the rows of ``statistics``.
+    statistics : GroupStatistics
+        ``n, XtX, XtZ, ZtZ, Xty, Zty, yty`` with one leading row per group.
+    """
+
+    group_labels: tuple
+    statistics: GroupStatistics
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.statistics.n.sum())
+
+    def reorder(self, group_labels: Sequence[object]) -> GroupedStatistics:
+        """The same statistics with the groups in the order of ``group_labels``."""
+        labels = tuple(group_labels)
+        position = {label: i for i, label in enumerate(self.group_labels)}
+        missing = [g for g in labels if g not in position]
+        if missing or len(labels) != len(self.group_labels):
+            raise ValueError(
+                f"group_labels must be a permutation of the {len(self.group_labels)} groups "
+                f"found in the data, found {len(labels)} labels, unknown {missing[:5]}"
+            )
+        idx = np.array([position[g] for g in labels])
+        s = self.statistics
+        return GroupedStatistics(
+            group_labels=labels,
+            statistics=GroupStatistics(
+                *(getattr(s, f)[idx] for f in ("n", "XtX", "XtZ", "ZtZ", "Xty", "Zty", "yty"))
+            ),
+        )
+
+
+def _resolve_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    if not items:
+        raise ValueError("paths must name at least one CSV or Parquet file, found an empty list")
+    out: list[str] = []
+    for item in items:
+        text = str(item)
+        if any(c in text for c in "*?["):
+            out.append(text)  # a glob pattern, expanded by dask
+            continue
+        path = Path(text)
+        if not path.exists():
+            raise ValueError(f"paths must name existing files or directories, found {text!r}")
+        out.append(text)
+    return out
+
+
+def _file_format(paths: list[str], file_format: str | None) -> str:
+    if file_format is not None:
+        if file_format not in ("csv", "parquet"):
+            raise ValueError(f"file_format must be 'csv' or 'parquet', found {file_format!r}")
+        return file_format
+    kinds = set()
+    for p in paths:
+        stem = p.rstrip("/").lower()
+        if stem.endswith((".csv", ".csv.gz", ".txt")):
+            kinds.add("csv")
+        elif stem.endswith((".parquet", ".pq")) or Path(p).is_dir():
+            kinds.add("parquet")
+        else:
+            kinds.add(f"unknown ({p!r})")
+    if len(kinds) != 1 or next(iter(kinds)).startswith("unknown"):
+        raise ValueError(
+            f"file_format could not be inferred from the file names, found {sorted(kinds)}; "
+            "pass file_format='csv' or 'parquet'"
+        )
+    return kinds.pop()
+
+
+def group_statistics_from_files(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    y: str = "y",
+    x: str = "x",
+    group: str = "group_id",
+    file_format: str | None = None,
+    blocksize: str | int = "64MB",
+    group_labels: Sequence[object] | None = None,
+) -> GroupedStatistics:
+    """Per-group sufficient statistics of CSV or Parquet files, computed with dask.dataframe.
+
+    Parameters
+    ----------
+    paths : path, glob pattern, or sequence of them
+        CSV files, Parquet files or a Parquet data set directory.
+    y, x, group : str
+        Column names of the outcome, the predictor and the grouping factor.
+    file_format : {"csv", "parquet"}, optional
+        Inferred from the file names when not given.
+    blocksize : str or int
+        Bytes per CSV block read at a time (Parquet is read by row group).
+    group_labels : sequence, optional
+        Order of the groups in the result (e.g. ``Design.group_labels``, order of first
+        appearance); default: labels sorted.
+
+    Returns
+    -------
+    GroupedStatistics
+        Equal to ``Design.from_dataframe(all rows).group_statistics()`` for the same order
+        of groups, up to floating-point summation order.
+
+    Raises
+    ------
+    ValueError
+        On a missing column, non-numeric or non-finite ``x`` or ``y``, missing group labels,
+        or fewer than two groups (the checks of :meth:`Design.from_dataframe`).
+
+    Examples
+    --------
+    >>> stats = group_statistics_from_files("data/*.parquet")  # doctest: +SKIP
+    >>> stats.statistics.XtX.shape  # doctest: +SKIP
+    (1000, 2, 2)
+    """
+    import dask.dataframe as dd
+
+    resolved = _resolve_paths(paths)
+    fmt = _file_format(resolved, file_format)
+    columns = [y, x, group]
+    if fmt == "csv":
+        frame = dd.read_csv(resolved, blocksize=blocksize)
+    else:
+        frame = dd.read_parquet(resolved)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"data is missing column(s) {missing}; expected columns {columns}, "
+            f"found {list(frame.columns)}"
+        )
+    frame = frame[columns]
+    for name in (x, y):
+        dtype = frame[name].dtype
+        if not (np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.bool_)):
+            raise ValueError(f"column {name!r} must be numeric, found dtype {dtype}")
+
+    xv, yv = frame[x].astype("float64"), frame[y].astype("float64")
+    sums = frame[[group]].assign(
+        n=1.0, Sx=xv, Sxx=xv * xv, Sy=yv, Sxy=xv * yv, Syy=yv * yv,
+        bad_x=(~np.isfinite(xv)).astype("int64"), bad_y=(~np.isfinite(yv)).astype("int64"),
+    )  # fmt: skip
+    n_missing_groups = frame[group].isna().sum()
+    # one pass over the data: J x 8 sums and the count of missing labels
+    table, n_missing_groups = dd.compute(
+        sums.groupby(group, dropna=True).sum(split_out=1), n_missing_groups
+    )
+    if int(n_missing_groups):
+        raise ValueError(
+            f"column {group!r} must not contain missing labels, found {int(n_missing_groups)}"
+        )
+    for name, col in ((x, "bad_x"), (y, "bad_y")):
+        if int(table[col].sum()):
+            raise ValueError(
+                f"column {name!r} must be finite, found {int(table[col].sum())} non-finite value(s)"
+            )
+    if len(table) < 2:
+        raise ValueError(
+            f"column {group!r} must have at least 2 groups to estimate group-level variation, "
+            f"found {len(table)} ({list(table.index)})"
+        )
+    table = table.sort_index()
+    n, Sx, Sxx, Sy, Sxy, Syy = (table[c].to_numpy(dtype=float) for c in _SUMS)
+    # (J, 2, 2) = [[n, Sx], [Sx, Sxx]]
+    gram = np.stack([np.stack([n, Sx], -1), np.stack([Sx, Sxx], -1)], axis=1)
+    # (J, 2) = [Sy, Sxy]
+    cross = np.stack([Sy, Sxy], axis=-1)
+    result = GroupedStatistics(
+        group_labels=tuple(table.index.tolist()),
+        statistics=GroupStatistics(
+            n=n, XtX=gram, XtZ=gram.copy(), ZtZ=gram.copy(), Xty=cross, Zty=cross.copy(), yty=Syy
+        ),
+    )
+    return result if group_labels is None else result.reorder(group_labels)

@@ -1,0 +1,136 @@
+"""Per-group sufficient statistics from CSV / Parquet files with dask.dataframe."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmm_pymc
+from lmm_pymc.bigdata import group_statistics_from_files
+from lmm_pymc.design import GroupStatistics
+
+FIELDS = [f.name for f in fields(GroupStatistics)]
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    """40 groups with string labels and unequal sizes, rows shuffled across files."""
+    sizes = [5 + (7 * j) % 23 for j in range(40)]
+    sim = lmm_pymc.simulate(
+        n_groups=40, group_sizes=sizes, group_labels=[f"site-{j:02d}" for j in range(40)], seed=11
+    )
+    return sim.data.sample(frac=1.0, random_state=5).reset_index(drop=True)
+
+
+def _write_parts(frame: pd.DataFrame, directory, suffix: str, n_parts: int = 5) -> list:
+    paths = []
+    bounds = np.linspace(0, len(frame), n_parts + 1).astype(int)
+    for k in range(n_parts):
+        part = frame.iloc[bounds[k] : bounds[k + 1]]
+        path = directory / f"part-{k}.{suffix}"
+        if suffix == "parquet":
+            part.to_parquet(path, index=False)
+        else:
+            part.to_csv(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def _assert_equal(got: GroupStatistics, ref: GroupStatistics) -> None:
+    # rtol=1e-12: the same sums in a different order of summation (blocks, then groups)
+    for name in FIELDS:
+        np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_multi_file_statistics_equal_in_memory(tmp_path, frame, suffix):
+    _write_parts(frame, tmp_path, suffix)
+    design = lmm_pymc.Design.from_dataframe(frame)
+    got = group_statistics_from_files(
+        str(tmp_path / f"*.{suffix}"), group_labels=design.group_labels
+    )
+    assert got.group_labels == design.group_labels
+    assert got.n_obs == len(frame)
+    _assert_equal(got.statistics, design.group_statistics())
+
+
+def test_parquet_directory_sorted_labels_and_reorder(tmp_path, frame):
+    paths = _write_parts(frame, tmp_path, "parquet")
+    got = group_statistics_from_files(tmp_path)  # a Parquet data set directory
+    assert list(got.group_labels) == sorted(frame["group_id"].unique())
+    design = lmm_pymc.Design.from_dataframe(frame)
+    _assert_equal(got.reorder(design.group_labels).statistics, design.group_statistics())
+    # a list of files gives the same result
+    listed = group_statistics_from_files(paths)
+    _assert_equal(listed.statistics, got.statistics)
+
+
+def test_equality_check_can_fail(tmp_path, frame):
+    """One changed outcome in one file must break the equality the tests above assert."""
+    changed = frame.copy()
+    changed.loc[17, "y"] += 1e-3
+    _write_parts(changed, tmp_path, "parquet")
+    design = lmm_pymc.Design.from_dataframe(frame)
+    got = group_statistics_from_files(tmp_path, group_labels=design.group_labels)
+    with pytest.raises(AssertionError):
+        _assert_equal(got.statistics, design.group_statistics())
+
+
+def test_other_column_names(tmp_path, frame):
+    renamed = frame.rename(columns={"y": "score", "x": "week", "group_id": "school"})
+    renamed.to_parquet(tmp_path / "one.parquet", index=False)
+    got = group_statistics_from_files(tmp_path / "one.parquet", y="score", x="week", group="school")
+    ref = lmm_pymc.Design.from_dataframe(frame).group_statistics()
+    order = [lmm_pymc.Design.from_dataframe(frame).group_labels.index(g) for g in got.group_labels]
+    for name in FIELDS:
+        # rtol=1e-12: same sums, different order of summation
+        np.testing.assert_allclose(getattr(got.statistics, name), getattr(ref, name)[order],
+                                   rtol=1e-12, atol=0)  # fmt: skip
+
+
+def test_errors_name_the_problem(tmp_path, frame):
+    frame.to_parquet(tmp_path / "a.parquet", index=False)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['outcome'\]"):
+        group_statistics_from_files(tmp_path / "a.parquet", y="outcome")
+    with pytest.raises(ValueError, match="existing files"):
+        group_statistics_from_files(tmp_path / "nope.parquet")
+    with pytest.raises(ValueError, match="file_format"):
+        group_statistics_from_files(tmp_path / "a.parquet", file_format="json")
+    bad = frame.copy()
+    bad.loc[3, "y"] = np.inf
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match="column 'y' must be finite, found 1 non-finite"):
+        group_statistics_from_files(tmp_path / "bad.csv")
+    nolabel = frame.copy()
+    nolabel.loc[4, "group_id"] = None
+    nolabel.to_parquet(tmp_path / "nolabel.parquet", index=False)
+    with pytest.raises(ValueError, match="missing labels, found 1"):
+        group_statistics_from_files(tmp_path / "nolabel.parquet")
+    got = group_statistics_from_files(tmp_path / "a.parquet")
+    with pytest.raises(ValueError, match="permutation"):
+        got.reorder(["site-00"])
+
+
+def test_dask_statistics_feed_the_marginal_model(tmp_path, frame):
+    """The fast path fits from the per-group sums alone: same log density either way."""
+    from lmm_pymc.marginal import build_marginal_model
+
+    _write_parts(frame, tmp_path, "parquet")
+    design = lmm_pymc.Design.from_dataframe(frame)
+    got = group_statistics_from_files(tmp_path, group_labels=design.group_labels)
+    from_files = build_marginal_model(got.statistics, got.group_labels)
+    in_memory = build_marginal_model(design.group_statistics(), design.group_labels)
+    point = in_memory.initial_point(random_seed=3)
+    point = {k: v + 0.3 for k, v in point.items()}  # away from the symmetric start
+    a = from_files.compile_logp()(point)
+    b = in_memory.compile_logp()(point)
+    # rtol=1e-10: the same model on sums that agree to ~1e-15 relative
+    np.testing.assert_allclose(a, b, rtol=1e-10)
+    changed = frame.copy()
+    changed.loc[17, "y"] += 0.5
+    wrong = lmm_pymc.Design.from_dataframe(changed).group_statistics()
+    c = build_marginal_model(wrong, design.group_labels).compile_logp()(point)
+    assert abs(c - b) > 1e-6  # the comparison can fail: one changed row moves the log density

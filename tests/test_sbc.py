@@ -1,0 +1,356 @@
+"""Simulation-based calibration: prior draws, ranks, uniformity test, storage, Dask runner,
+kill-and-resume (real SIGKILL of the driver and of a worker) and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import arviz as az
+import cloudpickle
+import numpy as np
+import pytest
+from scipy import stats
+
+from lmm_pymc.priors import Priors
+from lmm_pymc.sbc import (
+    SBCConfig,
+    SBCStore,
+    draw_prior,
+    load_sbc,
+    posterior_draws,
+    ranks_from_draws,
+    run_sbc,
+    simulate_from_prior,
+    uniformity_test,
+)
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # fake tasks reach the workers
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- fake tasks
+def fake_task(config: dict, index: int) -> dict:
+    """A cheap stand-in for a fit with the same output: uniform ranks from the index's seed.
+
+    The runner's bookkeeping (submit, write, resume) does not depend on what the fit is; the
+    CLI test below runs the real fits.
+    """
+    cfg = SBCConfig.from_dict(config)
+    truth, _ = simulate_from_prior(cfg, index)
+    rng = np.random.default_rng([cfg.seed, index, 7])
+    time.sleep(float(os.environ.get("FAKE_TASK_SECONDS", "0")))
+    return {
+        "index": index,
+        "truth": truth,
+        "ranks": {k: int(rng.integers(0, cfg.max_rank + 1)) for k in truth},
+        "max_rank": cfg.max_rank,
+        "diagnostics": {"divergences": 0, "max_r_hat": 1.0, "min_ess_bulk": 400.0},
+        "seconds": 0.0,
+    }
+
+
+def refuse_task(config: dict, index: int) -> dict:
+    raise AssertionError(f"simulation {index} was finished already and must not run again")
+
+
+def kill_once_task(config: dict, index: int) -> dict:
+    """SIGKILL the worker process running simulation 2, the first time only."""
+    marker = Path(os.environ["KILL_MARKER"])
+    if index == 2 and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return fake_task(config, index)
+
+
+CHEAP = SBCConfig(draws=100, tune=100, chains=2, thin=2, sampler="pymc")
+
+
+# ----------------------------------------------------------------------------- prior draws
+def test_numpy_prior_draws_match_the_priors():
+    priors = Priors(fixed_mu=1.0, fixed_sd=3.0, residual_sd=2.0, group_sd=4.0, lkj_eta=2.0)
+    rng = np.random.default_rng(0)
+    draws = [draw_prior(priors, rng) for _ in range(4000)]
+    get = lambda k: np.array([d[k] for d in draws])  # noqa: E731
+    # KS at p > 1e-3 with 4000 draws: a wrong scale by 10% or a wrong eta gives p ~ 1e-10
+    checks = {
+        "alpha_0": stats.norm(1.0, 3.0).cdf,
+        "beta_0": stats.norm(1.0, 3.0).cdf,
+        "sigma_g": stats.halfnorm(scale=2.0).cdf,
+        "sigs[intercept]": stats.halfnorm(scale=4.0).cdf,
+        "sigs[x]": stats.halfnorm(scale=4.0).cdf,
+        "rho": lambda r: stats.beta(2.0, 2.0).cdf((r + 1) / 2),
+    }
+    for name, cdf in checks.items():
+        assert stats.kstest(get(name), cdf).pvalue > 1e-3, name
+
+
+def test_rho_prior_matches_pymc_lkj_and_the_check_can_fail():
+    """numpy's rho = 2 Beta(eta, eta) - 1 against PyMC's own LKJCorr draws."""
+    import pymc as pm
+
+    ours = np.array([draw_prior(Priors(), np.random.default_rng(i))["rho"] for i in range(3000)])
+    pymc_rho = np.asarray(pm.draw(pm.LKJCorr.dist(n=2, eta=2.0), draws=3000, random_seed=1))
+    pymc_rho = pymc_rho.reshape(3000, -1)[:, 0]
+    wrong = np.asarray(pm.draw(pm.LKJCorr.dist(n=2, eta=0.5), draws=3000, random_seed=1))
+    wrong = wrong.reshape(3000, -1)[:, 0]
+    # two-sample KS, 3000 draws each: same law p > 1e-3; eta 0.5 vs 2 gives p < 1e-20
+    assert stats.ks_2samp(ours, pymc_rho).pvalue > 1e-3
+    assert stats.ks_2samp(ours, wrong).pvalue < 1e-3
+
+
+def test_simulation_is_a_function_of_seed_and_index():
+    cfg = SBCConfig(seed=3)
+    t1, s1 = simulate_from_prior(cfg, 5)
+    t2, s2 = simulate_from_prior(cfg, 5)
+    t3, s3 = simulate_from_prior(cfg, 6)
+    assert t1 == t2 and np.array_equal(s1.design.y, s2.design.y)
+    assert t1 != t3 and not np.array_equal(s1.design.y, s3.design.y)
+    assert set(t1) == set(cfg.parameter_names)
+    # the data follow the drawn parameters
+    assert s1.truth.beta.tolist() == [t1["alpha_0"], t1["beta_0"]]
+    assert s1.truth.b[0, 0] == t1["random_group[0,intercept]"]
+
+
+# ----------------------------------------------------------------------------- ranks
+def test_ranks_count_draws_below_truth():
+    post = {
+        "alpha_0": np.arange(8.0).reshape(2, 4),
+        "sigs": np.stack([np.arange(8.0), -np.arange(8.0)], -1).reshape(2, 4, 2),
+        "random_group": np.arange(8.0 * 3 * 2).reshape(2, 4, 3, 2),
+    }
+    idata = az.from_dict(
+        posterior=post,
+        coords={"random_effect": ["intercept", "x"], "group": ["a", "b", "c"]},
+        dims={"sigs": ["random_effect"], "random_group": ["group", "random_effect"]},
+    )
+    names = ["alpha_0", "sigs[x]", "random_group[1,x]"]
+    draws = posterior_draws(idata, names, thin=2)
+    # thin=2 keeps draws 1 and 3 of each chain
+    np.testing.assert_array_equal(draws["alpha_0"], [1.0, 3.0, 5.0, 7.0])
+    np.testing.assert_array_equal(draws["sigs[x]"], [-1.0, -3.0, -5.0, -7.0])
+    np.testing.assert_array_equal(draws["random_group[1,x]"], [9.0, 21.0, 33.0, 45.0])
+    ranks = ranks_from_draws({"alpha_0": 4.0, "sigs[x]": 0.0, "random_group[1,x]": 100.0}, draws)
+    assert ranks == {"alpha_0": 2, "sigs[x]": 4, "random_group[1,x]": 4}
+    with pytest.raises(ValueError, match="'nope' is not in the posterior"):
+        posterior_draws(idata, ["nope"], thin=1)
+
+
+# ----------------------------------------------------------------------------- uniformity
+def test_uniformity_test_passes_uniform_and_fails_skewed_ranks():
+    rng = np.random.default_rng(42)
+    uniform = rng.integers(0, 101, size=200)
+    res = uniformity_test(uniform, 100)
+    assert res["passed"] and res["max_ecdf_excess"] == 0.0 and res["chi2_p_value"] > 0.01
+    # a posterior 20% too narrow piles ranks at both ends
+    narrow = np.clip(np.round(50 + 1.25 * (uniform - 50)), 0, 100).astype(int)
+    # a biased posterior shifts every rank
+    shifted = np.clip(uniform + 15, 0, 100)
+    for bad in (narrow, shifted):
+        res = uniformity_test(bad, 100)
+        assert not res["passed"] and res["max_ecdf_excess"] > 0
+
+
+def test_uniformity_band_has_its_nominal_level():
+    """Under uniformity the 95% simultaneous band holds in ~95% of samples."""
+    rng = np.random.default_rng(0)
+    passed = [uniformity_test(rng.integers(0, 100, 100), 99)["passed"] for _ in range(300)]
+    # 300 trials: binomial sd of the rate is 1.3%; 0.95 +- 3.5 sd and discreteness slack
+    assert 0.90 <= np.mean(passed) <= 0.995
+
+
+def test_uniformity_test_errors():
+    with pytest.raises(ValueError, match="ranks must lie in 0..10, found 0..11"):
+        uniformity_test([0, 11], 10)
+    with pytest.raises(ValueError, match="at least 2 simulations, found 1"):
+        uniformity_test([3], 10)
+    with pytest.raises(ValueError, match="prob must be in"):
+        uniformity_test([1, 2], 10, prob=1.5)
+
+
+def test_config_validation_and_round_trip():
+    cfg = SBCConfig(seed=4, fit_priors=Priors(fixed_sd=1.0), random_effect_groups=(0, 2))
+    assert SBCConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert cfg.max_rank == 2 * (500 // 5)
+    with pytest.raises(ValueError, match="parametrization must be one of"):
+        SBCConfig(parametrization="nope")
+    with pytest.raises(ValueError, match="chains must be >= 2"):
+        SBCConfig(chains=1)
+    with pytest.raises(ValueError, match=r"random_effect_groups must be group positions in 0..2"):
+        SBCConfig(random_effect_groups=(3,))
+    with pytest.raises(ValueError, match="unknown field"):
+        SBCConfig.from_dict({"bogus": 1})
+
+
+# ----------------------------------------------------------------------------- storage
+def test_store_atomic_write_and_corrupted_files(tmp_path):
+    store = SBCStore(tmp_path)
+    store.prepare(CHEAP)
+    result = fake_task(CHEAP.to_dict(), 3)
+    path = store.write(result)
+    assert path.name == "sim_000003.json" and store.finished() == [3]
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert store.read(3) == json.loads(json.dumps(result))
+
+    path.write_text(path.read_text()[:40])  # truncated, as by a crash without atomic write
+    with pytest.raises(ValueError, match=r"sim_000003\.json' is corrupted"):
+        load_sbc(tmp_path)
+    with pytest.raises(ValueError, match=r"sim_000003\.json' is corrupted"):
+        run_sbc(4, tmp_path, CHEAP, workers=1, progressbar=False, task=refuse_task)
+    path.write_text(json.dumps({"index": 3}))
+    with pytest.raises(ValueError, match=r"sim_000003\.json' is corrupted: missing key"):
+        store.read(3)
+
+    other = SBCConfig(draws=100, tune=100, chains=2, thin=2, sampler="pymc", seed=9)
+    with pytest.raises(ValueError, match=r"different configuration .*'seed': \(0, 9\)"):
+        SBCStore(tmp_path).prepare(other)
+
+
+def test_runner_resumes_without_repeating(tmp_path):
+    first = run_sbc(5, tmp_path, CHEAP, workers=1, window=2, progressbar=False, task=fake_task)
+    assert first.n_simulations == 5
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in tmp_path.glob("sim_*")}
+    # all five finished: a task that refuses to run proves nothing is submitted again
+    again = run_sbc(5, tmp_path, progressbar=False, task=refuse_task)
+    assert again.table.equals(first.table)
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in tmp_path.glob("sim_*")}
+    assert after == before
+
+    table = first.uniformity()
+    assert list(table["parameter"]) == list(CHEAP.parameter_names)
+    idata = first.to_inference_data()
+    assert set(idata.groups()) >= {"truth", "ranks", "sample_stats"}
+    np.testing.assert_array_equal(idata.ranks["alpha_0"].values[0], first.ranks()["alpha_0"])
+    assert first.plot_ecdf(tmp_path / "ecdf.png").stat().st_size > 0
+    assert first.plot_histograms(tmp_path / "ranks.png").stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- real kills
+DRIVER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    import test_sbc
+    from lmm_pymc.sbc import run_sbc
+    run_sbc({n}, {out!r}, test_sbc.CHEAP, workers=2, window=2, progressbar=False,
+            task=test_sbc.fake_task)
+    """
+)
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Remove what is left of a killed driver's process group (its orphaned workers)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_driver_then_resume(tmp_path):
+    n = 16
+    script = DRIVER.format(tests=str(Path(__file__).parent), n=n, out=str(tmp_path))
+    env = dict(os.environ, FAKE_TASK_SECONDS="0.5")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
+    try:
+        _wait_for(lambda: len(SBCStore(tmp_path).finished()) >= 3, 240, "3 finished simulations")
+        os.kill(proc.pid, signal.SIGKILL)  # the driver, mid-run
+        proc.wait(timeout=30)
+    finally:
+        _kill_group(proc)
+    done = SBCStore(tmp_path).finished()
+    assert 3 <= len(done) < n, f"the run should have been killed mid-way, found {len(done)} done"
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in tmp_path.glob("sim_*")}
+
+    result = run_sbc(n, tmp_path, workers=2, progressbar=False, task=fake_task)
+    assert result.n_simulations == n
+    assert sorted(result.table["simulation"].unique()) == list(range(n))
+    # files finished before the kill were neither rewritten nor lost
+    for name, (mtime, content) in before.items():
+        path = tmp_path / name
+        assert path.stat().st_mtime_ns == mtime and path.read_bytes() == content
+    # and every result is the one its index determines, whoever wrote it
+    for i in range(n):
+        assert SBCStore(tmp_path).read(i) == json.loads(json.dumps(fake_task(CHEAP.to_dict(), i)))
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_worker_mid_task(tmp_path, monkeypatch):
+    marker = tmp_path / "killed-worker.pid"
+    monkeypatch.setenv("KILL_MARKER", str(marker))
+    out = tmp_path / "run"
+    result = run_sbc(6, out, CHEAP, workers=2, window=3, progressbar=False, task=kill_once_task)
+    assert marker.exists(), "the worker running simulation 2 should have been killed"
+    assert result.n_simulations == 6  # Dask restarted the worker and re-ran its task
+    assert SBCStore(out).read(2) == json.loads(json.dumps(fake_task(CHEAP.to_dict(), 2)))
+
+
+# ----------------------------------------------------------------------------- real fits
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lmm_pymc.cli", "sbc", *args]
+
+
+@pytest.mark.slow
+def test_cli_real_fits_killed_and_resumed(tmp_path):
+    """`lmm-pymc sbc` with real nutpie fits: SIGKILL after the first result, then resume."""
+    pytest.importorskip("nutpie", reason="the sbc command's default sampler is nutpie")
+    out = tmp_path / "sbc"
+    # one worker: one compile per invocation; 2 chains x 100 draws, thin 2 -> ranks 0..100
+    args = ["--simulations", "4", "--workers", "1", "--out", str(out), "--draws", "100",
+            "--tune", "100", "--thin", "2", "--no-progress"]  # fmt: skip
+    log = open(tmp_path / "driver.log", "w")  # a file: a pipe nobody reads could block
+    proc = subprocess.Popen(_cli(*args), start_new_session=True, cwd=REPO, stdout=log,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        _wait_for(lambda: len(SBCStore(out).finished()) >= 1, 420, "the first real fit")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        _kill_group(proc)
+        log.close()
+    first = {p.name: p.read_bytes() for p in out.glob("sim_*")}
+    assert 1 <= len(first) < 4
+
+    done = subprocess.run(_cli(*args), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resuming the SBC run" in done.stdout
+    assert "4 simulations" in done.stdout
+    for name, content in first.items():
+        assert (out / name).read_bytes() == content
+    result = load_sbc(out)
+    assert result.n_simulations == 4 and result.config.max_rank == 100
+    assert result.table["rank"].between(0, 100).all()
+    # short chains: r_hat < 1.5 only rules out a sampler that did not run or got stuck
+    assert (result.diagnostics()["max_r_hat"] < 1.5).all()
+    for name in ("ranks.csv", "ecdf.png", "ranks.png"):
+        assert (out / name).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_miscalibrated_pair_is_detected(tmp_path):
+    """Simulate with alpha_0, beta_0 ~ Normal(0, 10), fit with Normal(0, 0.5): the same
+    uniformity test that the calibrated 200-simulation run passes (benchmarks/
+    sbc_validation.py) must fail, for the fixed effects."""
+    pytest.importorskip("nutpie", reason="the SBC default sampler is nutpie")
+    wrong = SBCConfig(draws=100, tune=100, thin=2, fit_priors=Priors(fixed_sd=0.5), seed=1)
+    result = run_sbc(10, tmp_path, wrong, workers=1, progressbar=False)
+    table = result.uniformity(prob=0.95).set_index("parameter")
+    assert not table["passed"].all()
+    assert not table.loc["alpha_0", "passed"] and not table.loc["beta_0", "passed"]
