@@ -17,6 +17,17 @@ With ``r_j = y_j - X_j beta``, ``u_j = L' Z_j' r_j`` and the (q, q) matrix
 need only the sums ``n, X'X, X'Z, Z'Z, X'y, Z'y, y'y`` of :class:`~lmm_pymc.design.GroupStatistics`,
 so one evaluation of the log-likelihood and its gradient costs O(groups), not O(rows).
 
+Where ``X = Z`` (this model) and ``G_j = Z_j'Z_j`` is regular, :func:`marginal_loglik`
+evaluates the same density in a well-conditioned form, with the group's OLS fit
+``b_hat_j = G_j^-1 Z_j'y_j`` and residual sum of squares ``RSS_j``::
+
+    r_j' V_j^-1 r_j = RSS_j / s2 + d_j' W_j^-1 d_j,   d_j = b_hat_j - beta,
+    log|V_j|        = (n_j - 2) log s2 + log|G_j| + log|W_j|,  W_j = s2 G_j^-1 + Sigma
+
+The Woodbury form subtracts two terms of order ``y'y`` at every point (for x up to 1000 the
+rounding reaches ~1e-2 per group and NUTS stalls); here that cancellation happens once, in
+the parameter-free constant ``RSS_j``.
+
 Given a draw of the hyperparameters the random effects are exactly::
 
     b_j ~ N(M_j^-1 Z_j' r_j / s2, M_j^-1) = L c_j,  c_j ~ N(A_j^-1 u_j / s2, A_j^-1)
@@ -101,6 +112,8 @@ def marginal_loglik(
     beta: pt.TensorLike,
     sigma: pt.TensorLike,
     chol: pt.TensorLike,
+    *,
+    stable: bool = True,
 ) -> pt.TensorVariable:
     """Per-group marginal log-likelihood ``log N(y_j | X_j beta, s2 I + Z_j L L' Z_j')``.
 
@@ -114,6 +127,9 @@ def marginal_loglik(
         Residual sd.
     chol : tensor, shape (q, q)
         Lower Cholesky factor ``L`` of the random-effects covariance ``Sigma``.
+    stable : bool
+        Use the well-conditioned OLS form where ``X = Z`` and ``Z'Z`` is regular (the
+        default); ``False`` keeps the plain Woodbury form everywhere (for comparison).
 
     Returns
     -------
@@ -138,6 +154,7 @@ def marginal_loglik(
     l00, l10, l11 = L[0, 0], L[1, 0], L[1, 1]  # L = [[l00, 0], [l10, l11]]
     s2 = pt.sqr(sigma)
 
+    # Woodbury form, valid for every group.
     # (J,) r'r = y'y - 2 beta'X'y + beta'X'X beta
     rr = yty - 2.0 * (xy0 * b0 + xy1 * b1) + xx00 * b0**2 + 2.0 * xx01 * b0 * b1 + xx11 * b1**2
     # (J,) Z'r = Z'y - (X'Z)' beta
@@ -155,7 +172,64 @@ def marginal_loglik(
     uAu = (a11 * u0**2 - 2.0 * a01 * u0 * u1 + a00 * u1**2) / det_A
     logdet_V = n * pt.log(s2) + pt.log(det_A)
     quad = rr / s2 - uAu / pt.sqr(s2)
+
+    ols = _ols_pieces(stats) if stable else None
+    if ols is not None:
+        # Well-conditioned form where X = Z and Z'Z is regular. With G = Z'Z, the
+        # per-group OLS fit b_hat = G^-1 Z'y and its residual sum of squares RSS:
+        #   r'V^-1 r = RSS / s2 + d' W^-1 d,   d = b_hat - beta,  W = s2 G^-1 + Sigma
+        #   log|V|   = (n - 2) log s2 + log|G| + log|W|
+        # The Woodbury form subtracts two terms of order y'y (1e9 and more for wide x)
+        # at every point, losing ~1e-2 per group to rounding; here that cancellation
+        # happens once, in the parameter-free constant RSS, and NUTS sees a smooth density.
+        regular, g00, g01, g11, bh0, bh1, rss, logdet_G = (column(v) for v in ols)
+        Sigma00 = l00**2
+        Sigma01 = l00 * l10
+        Sigma11 = l10**2 + l11**2
+        w00 = s2 * g00 + Sigma00
+        w01 = s2 * g01 + Sigma01
+        w11 = s2 * g11 + Sigma11
+        det_W = w00 * w11 - w01**2
+        d0, d1 = bh0 - b0, bh1 - b1
+        dWd = (w11 * d0**2 - 2.0 * w01 * d0 * d1 + w00 * d1**2) / det_W
+        stable_logdet = (n - 2.0) * pt.log(s2) + logdet_G + pt.log(det_W)
+        stable_quad = rss / s2 + dWd
+        # groups with a singular Z'Z (one row, constant x) keep the Woodbury form; their
+        # stable-branch constants are finite placeholders, so gradients stay finite
+        logdet_V = pt.switch(regular > 0.5, stable_logdet, logdet_V)
+        quad = pt.switch(regular > 0.5, stable_quad, quad)
     return -0.5 * (n * np.log(2.0 * np.pi) + logdet_V + quad)
+
+
+def _ols_pieces(stats: GroupStatistics) -> tuple[np.ndarray, ...] | None:
+    """Per-group OLS constants for the well-conditioned likelihood, or None if X != Z.
+
+    Returns ``(regular, G^-1[0,0], G^-1[0,1], G^-1[1,1], b_hat0, b_hat1, RSS, log|G|)``,
+    each of shape (J,), with ``G = Z'Z``. ``regular`` is 1 where ``G`` is well conditioned
+    (at least two distinct x in the group); elsewhere the other entries are placeholders.
+    """
+    same = np.array_equal(stats.XtX, stats.ZtZ) and np.array_equal(stats.XtZ, stats.ZtZ)
+    if not (same and np.array_equal(stats.Xty, stats.Zty)):
+        return None
+    G = np.asarray(stats.ZtZ, dtype=float)
+    det_G = G[:, 0, 0] * G[:, 1, 1] - G[:, 0, 1] ** 2
+    # singular when det(G) is rounding relative to its diagonal (one row or constant x)
+    regular = det_G > 1e-10 * G[:, 0, 0] * G[:, 1, 1]
+    G_safe = np.where(regular[:, None, None], G, np.eye(2)[None])
+    G_inv = np.linalg.inv(G_safe)
+    b_hat = np.einsum("jqk,jk->jq", G_inv, stats.Zty)
+    rss = np.where(regular, stats.yty - np.einsum("jq,jq->j", stats.Zty, b_hat), 0.0)
+    _, logdet_G = np.linalg.slogdet(G_safe)
+    return (
+        regular.astype(float),
+        G_inv[:, 0, 0],
+        G_inv[:, 0, 1],
+        G_inv[:, 1, 1],
+        b_hat[:, 0],
+        b_hat[:, 1],
+        rss,
+        logdet_G,
+    )
 
 
 def marginal_loglik_numpy(
