@@ -132,6 +132,7 @@ def fit(
     x: str = "x",
     group: str = "group_id",
     group_labels: Sequence[object] | None = None,
+    sampler_kwargs: dict | None = None,
 ) -> az.InferenceData:
     """Fit ``y ~ 1 + x + (1 + x | group)`` with NUTS and return the posterior.
 
@@ -164,6 +165,10 @@ def fit(
         Column names when ``data`` is a data frame.
     group_labels : sequence, optional
         Group labels when ``data`` is a ``GroupStatistics`` (default ``0 .. J-1``).
+    sampler_kwargs : dict, optional
+        Further options of the sampler: ``pymc.sample`` (e.g. ``init="jitter+adapt_full"``
+        for a dense mass matrix) or ``nutpie.sample`` (e.g.
+        ``low_rank_modified_mass_matrix=True``).
 
     Returns
     -------
@@ -217,6 +222,7 @@ def fit(
                 random_seed=random_seed,
                 progressbar=progressbar,
                 compute_convergence_checks=False,
+                **(sampler_kwargs or {}),
             )
     else:
         import nutpie
@@ -230,6 +236,7 @@ def fit(
             seed=np.random.SeedSequence(random_seed).entropy % 2**32,
             target_accept=float(target_accept),
             progress_bar=progressbar,
+            **(sampler_kwargs or {}),
         )
     if parametrization == "marginal":
         # exact conditional draws b_j | hyperparameters, y (lmm_pymc.marginal)
