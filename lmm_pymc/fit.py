@@ -84,7 +84,7 @@ def diagnose(idata: az.InferenceData, *, warn: bool = True) -> Diagnostics:
     With ``warn=True`` a :class:`SamplingWarning` names the problem and the fix to try.
     """
     names = [v for v in _CHECKED if v in idata.posterior]
-    summary = az.summary(idata, var_names=names, kind="diagnostics")
+    summary = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
     divergences = int(idata.sample_stats["diverging"].sum()) if "sample_stats" in idata else 0
     r_hat = summary["r_hat"].astype(float).dropna()  # r_hat needs >= 2 chains
     diag = Diagnostics(

@@ -148,3 +148,20 @@ def test_diagnose_single_chain(tutorial_sim):
         warnings.simplefilter("error")
         d = diagnose(fake_idata(tutorial_sim.truth, n_chains=1))
     assert np.isnan(d.max_r_hat) and d.ok and d.worst_r_hat_parameter == ""
+
+
+def test_diagnose_does_not_round_r_hat(tutorial_sim):
+    """r_hat is compared unrounded: 1.014 must warn (ArviZ's summary rounds to 1.01)."""
+    idata = fake_idata(tutorial_sim.truth, n_draws=2000, seed=5)
+    post = idata.posterior["alpha_0"]
+    # shift chains apart until r_hat lies in (1.0105, 1.0149)
+    for shift in np.linspace(0.0, 0.05, 501):
+        trial = post + shift * np.arange(post.sizes["chain"])[:, None]
+        r = float(az.rhat(trial.values))
+        if 1.0105 < r < 1.0149:
+            break
+    assert 1.0105 < r < 1.0149, r
+    idata.posterior["alpha_0"] = trial
+    with pytest.warns(SamplingWarning, match="r_hat = 1.01"):
+        d = diagnose(idata)
+    assert d.max_r_hat == pytest.approx(r, abs=1e-12)
