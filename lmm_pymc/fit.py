@@ -18,7 +18,16 @@ from .models import build_model
 from .priors import Priors
 from .simulate import SimulatedData
 
-__all__ = ["SAMPLERS", "Diagnostics", "SamplingWarning", "as_design", "diagnose", "fit"]
+__all__ = [
+    "SAMPLERS",
+    "Diagnostics",
+    "SamplingWarning",
+    "as_design",
+    "check_sampling_arguments",
+    "diagnose",
+    "fit",
+    "sample_model",
+]
 
 #: NUTS implementations :func:`fit` can use.
 SAMPLERS: tuple[str, ...] = ("pymc", "nutpie")
@@ -63,6 +72,73 @@ def _positive_int(name: str, value: object) -> int:
     return int(value)
 
 
+def check_sampling_arguments(
+    *, draws: object, tune: object, chains: object, target_accept: object, sampler: object
+) -> tuple[int, int, int]:
+    """Validate the sampler's options; return ``(draws, tune, chains)`` as ints."""
+    draws = _positive_int("draws", draws)
+    tune = _positive_int("tune", tune) if tune != 0 else 0
+    chains = _positive_int("chains", chains)
+    if not 0 < float(target_accept) < 1:
+        raise ValueError(f"target_accept must be in (0, 1), found {target_accept!r}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {list(SAMPLERS)}, found {sampler!r}")
+    if sampler == "nutpie" and importlib.util.find_spec("nutpie") is None:
+        raise ValueError(
+            "sampler='nutpie' needs the nutpie package, which is not installed; "
+            "install it with `pip install 'lmm_pymc[nutpie]'` or use sampler='pymc'"
+        )
+    return draws, tune, chains
+
+
+def sample_model(
+    model,
+    *,
+    sampler: str = "pymc",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    cores: int | None = None,
+    target_accept: float = 0.95,
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    sampler_kwargs: dict | None = None,
+) -> az.InferenceData:
+    """Run NUTS on a PyMC model with PyMC's sampler or nutpie (arguments as :func:`fit`)."""
+    draws, tune, chains = check_sampling_arguments(
+        draws=draws, tune=tune, chains=chains, target_accept=target_accept, sampler=sampler
+    )
+    if sampler == "pymc":
+        import pymc as pm
+
+        if cores is None:
+            cores = max(1, min(chains, len(os.sched_getaffinity(0))))
+        with model:
+            return pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                target_accept=float(target_accept),
+                random_seed=random_seed,
+                progressbar=progressbar,
+                compute_convergence_checks=False,
+                **(sampler_kwargs or {}),
+            )
+    import nutpie
+
+    return nutpie.sample(
+        nutpie.compile_pymc_model(model),
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=np.random.SeedSequence(random_seed).entropy % 2**32,
+        target_accept=float(target_accept),
+        progress_bar=progressbar,
+        **(sampler_kwargs or {}),
+    )
+
+
 @dataclass(frozen=True)
 class Diagnostics:
     """Sampler health: divergences after tuning, worst r_hat and smallest bulk ESS."""
@@ -78,12 +154,15 @@ class Diagnostics:
         return self.divergences == 0 and not self.max_r_hat > 1.01
 
 
-def diagnose(idata: az.InferenceData, *, warn: bool = True) -> Diagnostics:
+def diagnose(
+    idata: az.InferenceData, *, warn: bool = True, var_names: Sequence[str] | None = None
+) -> Diagnostics:
     """Count divergences and find the worst r_hat / bulk ESS of the scalar parameters.
 
     With ``warn=True`` a :class:`SamplingWarning` names the problem and the fix to try.
+    ``var_names`` are the variables checked (default: the tutorial model's scalars).
     """
-    names = [v for v in _CHECKED if v in idata.posterior]
+    names = [v for v in (_CHECKED if var_names is None else var_names) if v in idata.posterior]
     summary = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
     divergences = int(idata.sample_stats["diverging"].sum()) if "sample_stats" in idata else 0
     r_hat = summary["r_hat"].astype(float).dropna()  # r_hat needs >= 2 chains
@@ -177,18 +256,9 @@ def fit(
         and ``observed_data``. A :class:`SamplingWarning` is raised on divergences or
         r_hat > 1.01, naming the fix to try.
     """
-    draws = _positive_int("draws", draws)
-    tune = _positive_int("tune", tune) if tune != 0 else 0
-    chains = _positive_int("chains", chains)
-    if not 0 < float(target_accept) < 1:
-        raise ValueError(f"target_accept must be in (0, 1), found {target_accept!r}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {list(SAMPLERS)}, found {sampler!r}")
-    if sampler == "nutpie" and importlib.util.find_spec("nutpie") is None:
-        raise ValueError(
-            "sampler='nutpie' needs the nutpie package, which is not installed; "
-            "install it with `pip install 'lmm_pymc[nutpie]'` or use sampler='pymc'"
-        )
+    draws, tune, chains = check_sampling_arguments(
+        draws=draws, tune=tune, chains=chains, target_accept=target_accept, sampler=sampler
+    )
     if isinstance(data, GroupStatistics):
         if parametrization != "marginal":
             raise ValueError(
@@ -206,38 +276,18 @@ def fit(
         else:
             model = build_model(design, parametrization, priors=priors)
 
-    if sampler == "pymc":
-        import pymc as pm
-
-        if cores is None:
-            cores = max(1, min(chains, len(os.sched_getaffinity(0))))
-
-        with model:
-            idata = pm.sample(
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=cores,
-                target_accept=float(target_accept),
-                random_seed=random_seed,
-                progressbar=progressbar,
-                compute_convergence_checks=False,
-                **(sampler_kwargs or {}),
-            )
-    else:
-        import nutpie
-
-        compiled = nutpie.compile_pymc_model(model)
-        idata = nutpie.sample(
-            compiled,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            seed=np.random.SeedSequence(random_seed).entropy % 2**32,
-            target_accept=float(target_accept),
-            progress_bar=progressbar,
-            **(sampler_kwargs or {}),
-        )
+    idata = sample_model(
+        model,
+        sampler=sampler,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        target_accept=target_accept,
+        random_seed=random_seed,
+        progressbar=progressbar,
+        sampler_kwargs=sampler_kwargs,
+    )
     if parametrization == "marginal":
         # exact conditional draws b_j | hyperparameters, y (lmm_pymc.marginal)
         labels = list(model.coords["group"])

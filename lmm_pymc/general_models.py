@@ -29,8 +29,6 @@ the core's :func:`lmm_pymc.build_model` at corresponding points.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -205,68 +203,26 @@ def fit_formula(
     ``random_effect`` = ``"x|subject"``, ...). Divergences and r_hat > 1.01 give a
     :class:`lmm_pymc.SamplingWarning`.
     """
-    from .fit import SAMPLERS, SamplingWarning
+    from .fit import check_sampling_arguments, diagnose, sample_model
 
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {list(SAMPLERS)}, found {sampler!r}")
-    for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, found {value!r}")
-    if not 0 < float(target_accept) < 1:
-        raise ValueError(f"target_accept must be in (0, 1), found {target_accept!r}")
+    check_sampling_arguments(
+        draws=draws, tune=tune, chains=chains, target_accept=target_accept, sampler=sampler
+    )
     design = data if isinstance(data, GeneralDesign) else design_from_formula(formula, data)
     model = build_general_model(design, parametrization, priors=priors)
-    if sampler == "pymc":
-        import os
-
-        if cores is None:
-            cores = max(1, min(chains, len(os.sched_getaffinity(0))))
-        with model:
-            idata = pm.sample(
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=cores,
-                target_accept=float(target_accept),
-                random_seed=random_seed,
-                progressbar=progressbar,
-                compute_convergence_checks=False,
-            )
-    else:
-        import nutpie
-
-        compiled = nutpie.compile_pymc_model(model)
-        idata = nutpie.sample(
-            compiled,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            seed=random_seed
-            if random_seed is not None
-            else int(np.random.SeedSequence().entropy % 2**32),
-            target_accept=float(target_accept),
-            progress_bar=progressbar,
-        )
+    idata = sample_model(
+        model,
+        sampler=sampler,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        target_accept=target_accept,
+        random_seed=random_seed,
+        progressbar=progressbar,
+    )
     idata.attrs["formula"] = design.formula or formula
     idata.attrs["parametrization"] = parametrization
     idata.attrs["sampler"] = sampler
-    import arviz as az
-
-    summary = az.summary(idata, var_names=["beta", "sigma_g", "sigs"], kind="diagnostics")
-    divergences = int(idata.sample_stats["diverging"].sum())
-    r_hat = float(summary["r_hat"].max())
-    if divergences:
-        warnings.warn(
-            f"{divergences} divergent transitions: NUTS could not follow the posterior's "
-            "geometry. Try target_accept=0.99 or more data per group.",
-            SamplingWarning,
-            stacklevel=2,
-        )
-    if r_hat > 1.01:
-        warnings.warn(
-            f"r_hat = {r_hat:.3f} > 1.01 for {summary['r_hat'].astype(float).idxmax()}: the "
-            "chains disagree. Try more tuning and draws.",
-            SamplingWarning,
-            stacklevel=2,
-        )
+    diagnose(idata, var_names=["beta", "sigma_g", "sigs"])
     return idata
