@@ -7,20 +7,9 @@ import numpy as np
 import pandas as pd
 
 from .general import GeneralTruth
+from .recovery import recovery_frame, summarize_draws
 
 __all__ = ["general_recovery_table"]
-
-_COLUMNS = [
-    "parameter",
-    "true",
-    "mean",
-    "sd",
-    "hdi_low",
-    "hdi_high",
-    "covered",
-    "r_hat",
-    "ess_bulk",
-]
 
 
 def _draws(post, display: str) -> np.ndarray:
@@ -67,20 +56,5 @@ def general_recovery_table(
     rows = []
     for display, true in truth.by_name().items():
         values = _draws(post, display)
-        lo, hi = az.hdi(values.ravel(), hdi_prob=hdi_prob)
-        rows.append(
-            {
-                "parameter": display,
-                "true": true,
-                "mean": float(values.mean()),
-                "sd": float(values.std(ddof=1)),
-                "hdi_low": float(lo),
-                "hdi_high": float(hi),
-                "covered": bool(lo <= true <= hi),
-                "r_hat": float(az.rhat(values)),
-                "ess_bulk": float(az.ess(values, method="bulk")),
-            }
-        )
-    table = pd.DataFrame(rows, columns=_COLUMNS)
-    table.attrs["hdi_prob"] = hdi_prob
-    return table
+        rows.append(summarize_draws(display, values, true, hdi_prob=hdi_prob))
+    return recovery_frame(rows, hdi_prob)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import arviz as az
+import numpy as np
 import pandas as pd
 
 from .parameters import TrueParameters
@@ -22,6 +23,31 @@ _COLUMNS = [
     "r_hat",
     "ess_bulk",
 ]
+
+
+def summarize_draws(
+    parameter: str, values: np.ndarray, true: float, *, hdi_prob: float
+) -> dict[str, object]:
+    """One recovery-table row from the (chain, draw) draws of a scalar and its true value."""
+    lo, hi = az.hdi(values.ravel(), hdi_prob=hdi_prob)
+    return {
+        "parameter": parameter,
+        "true": true,
+        "mean": float(values.mean()),
+        "sd": float(values.std(ddof=1)),
+        "hdi_low": float(lo),
+        "hdi_high": float(hi),
+        "covered": bool(lo <= true <= hi),
+        "r_hat": float(az.rhat(values)),
+        "ess_bulk": float(az.ess(values, method="bulk")),
+    }
+
+
+def recovery_frame(rows: list[dict[str, object]], hdi_prob: float) -> pd.DataFrame:
+    """Rows of :func:`summarize_draws` as the recovery table, with its HDI probability."""
+    table = pd.DataFrame(rows, columns=_COLUMNS)
+    table.attrs["hdi_prob"] = hdi_prob
+    return table
 
 
 def true_values(
@@ -85,24 +111,8 @@ def recovery_table(
                 f"idata.posterior has no variable {var!r}; found {list(post.data_vars)}"
             )
         draws = post[var].sel(sel) if sel else post[var]
-        values = draws.values  # (chain, draw)
-        lo, hi = az.hdi(values.ravel(), hdi_prob=hdi_prob)
-        rows.append(
-            {
-                "parameter": display,
-                "true": true,
-                "mean": float(values.mean()),
-                "sd": float(values.std(ddof=1)),
-                "hdi_low": float(lo),
-                "hdi_high": float(hi),
-                "covered": bool(lo <= true <= hi),
-                "r_hat": float(az.rhat(values)),
-                "ess_bulk": float(az.ess(values, method="bulk")),
-            }
-        )
-    table = pd.DataFrame(rows, columns=_COLUMNS)
-    table.attrs["hdi_prob"] = hdi_prob
-    return table
+        rows.append(summarize_draws(display, draws.values, true, hdi_prob=hdi_prob))
+    return recovery_frame(rows, hdi_prob)
 
 
 def plot_recovery(
