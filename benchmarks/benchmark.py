@@ -2,22 +2,27 @@
 
 Every configuration runs in its own subprocess on the same simulated data (one data set per
 size, seed 2024), so that its peak memory is its own. For each run the script records compile
-time, sampling time, divergences, the minimum bulk ESS over (alpha_0, beta_0, sigma_g,
-sigs[intercept], sigs[x], rho), that ESS per second of sampling and of end-to-end time, peak
-RSS, and the ratio of ESS/s to Stan's on the same size. It writes ``<out>.json`` and
-``<out>.md``.
+time, sampling time (tuning included), divergences, the minimum bulk ESS over (alpha_0,
+beta_0, sigma_g, sigs[intercept], sigs[x], rho), that ESS per second of sampling and of
+end-to-end time, leapfrog steps per iteration, peak RSS, and the ratio of ESS/s to Stan's on
+the same size. It writes ``<out>.json`` and ``<out>.md``.
 
-Full run (the issue's protocol; hours on 2 cores because of the slow baselines)::
+Full run (the issue's protocol; about an hour on 2 cores)::
 
     python benchmarks/benchmark.py
 
-Reduced check (slow baselines only on the small size, fewer draws for them)::
+Reduced check (minutes)::
 
     python benchmarks/benchmark.py --quick
 
 Sizes: small = the tutorial's 3 groups x 10 rows, medium = 100 x 100, large = 1000 x 1000
-(10^6 rows). Slow baselines may run fewer draws (``--slow-draws``); ESS per second is
-comparable across draw counts, as ESS grows about linearly with the number of draws.
+(10^6 rows). The slow baselines (Stan and PyMC/nutpie on the latent models) run
+``--slow-draws`` draws (= tuning steps) per size; ESS per second is comparable across draw
+counts, as ESS grows about linearly with the number of draws, and end-to-end times are
+also given scaled to the full 4 x (1000 + 1000) iterations. Where a slow baseline gets 0
+draws it is not run; Stan is then replaced by a bound from the measured cost of one gradient
+of its log density on that data: at least one gradient per iteration and an ESS of at most
+the number of draws give an upper bound on Stan's ESS/s, so the ratios are lower bounds.
 """
 
 from __future__ import annotations
@@ -49,9 +54,16 @@ CONFIGS: dict[str, tuple[str, bool]] = {
     "pymc_lkj_corr": ("PyMC NUTS, lkj_corr", True),
     "pymc_cholesky": ("PyMC NUTS, cholesky", True),
     "nutpie_cholesky": ("nutpie, cholesky", True),
-    "nutpie_marginal": ("nutpie, marginal", False),
+    "pymc_marginal": ("PyMC NUTS, marginal", False),
     "default": ("default fit: lmm_pymc.fit(data)", False),
 }
+
+#: draws (= tuning steps) per chain of the slow baselines, per size; 0: not run (Stan bound)
+SLOW_DRAWS = {"small": 1000, "medium": 300, "large": 0}
+QUICK_SLOW_DRAWS = {"small": 300, "medium": 0, "large": 0}
+
+#: the issue's protocol: every ratio and scaled time refers to chains x (tune + draws)
+FULL_ITERATIONS = 4 * (1000 + 1000)
 
 CHECKED = ("alpha_0", "beta_0", "sigma_g", "sigs", "rho")
 
@@ -78,20 +90,11 @@ def _min_ess(posterior) -> tuple[float, dict[str, float]]:
     return min(per.values()), per
 
 
-def _run_stan(sim, draws: int, tune: int, chains: int, seed: int, cold: bool = False) -> dict:
-    import arviz as az
-    import numpy as np
-    import stan
-
+def _stan_data(sim) -> dict:
     from lmm_pymc import Priors
 
-    if not STAN_FILE.is_file():
-        raise FileNotFoundError(f"the Stan baseline needs {STAN_FILE}, which does not exist")
-    code = STAN_FILE.read_text()
-    if cold:  # a unique comment changes the program's hash: httpstan builds it afresh
-        code += f"\n// benchmark cold build {time.time_ns()}\n"
     d = sim.design
-    data = {
+    return {
         "N": d.n_obs,
         "x": d.x.tolist(),
         "y": d.y.tolist(),
@@ -99,8 +102,26 @@ def _run_stan(sim, draws: int, tune: int, chains: int, seed: int, cold: bool = F
         "group_id": (d.group_index + 1).tolist(),
         **{k: float(v) for k, v in Priors().__dict__.items()},
     }
+
+
+def _build_stan(sim, seed: int, cold: bool):
+    import stan
+
+    if not STAN_FILE.is_file():
+        raise FileNotFoundError(f"the Stan baseline needs {STAN_FILE}, which does not exist")
+    code = STAN_FILE.read_text()
+    if cold:  # a unique comment changes the program's hash: httpstan builds it afresh
+        code += f"\n// benchmark cold build {time.time_ns()}\n"
     t0 = time.perf_counter()
-    model = stan.build(code, data=data, random_seed=seed)
+    model = stan.build(code, data=_stan_data(sim), random_seed=seed)
+    return model, time.perf_counter() - t0
+
+
+def _run_stan(sim, draws: int, tune: int, chains: int, seed: int, cold: bool = False) -> dict:
+    import arviz as az
+    import numpy as np
+
+    model, compile_s = _build_stan(sim, seed, cold)
     t1 = time.perf_counter()
     fit = model.sample(num_chains=chains, num_samples=draws, num_warmup=tune)
     t2 = time.perf_counter()
@@ -109,12 +130,57 @@ def _run_stan(sim, draws: int, tune: int, chains: int, seed: int, cold: bool = F
     post["rho"] = post["R"][..., 0, 1]
     divergences = int(np.asarray(fit["divergent__"]).sum())
     return {
-        "compile_s": t1 - t0,
+        "compile_s": compile_s,
         "sampling_s": t2 - t1,
-        "end_to_end_s": t2 - t0,
+        "end_to_end_s": compile_s + (t2 - t1),
         "divergences": divergences,
+        "steps_per_draw": float(np.mean(fit["n_leapfrog__"])),
         "posterior": post,
-        "note": "compile from httpstan's cache" if t1 - t0 < 10 else "compile: first build",
+        "note": "compile from httpstan's cache" if compile_s < 10 else "compile: first build",
+    }
+
+
+def _run_stan_bound(sim, draws: int, tune: int, chains: int, seed: int, cold: bool) -> dict:
+    """No full run: measure one gradient's cost in Stan's sampler and bound Stan's ESS/s.
+
+    Two single-chain runs without adaptation, a fixed small step and ``max_depth=2`` (three
+    leapfrog steps, three gradients, per iteration) differ only in their number of
+    iterations; the time difference over the leapfrog difference is the cost of one
+    gradient, with the fixed costs (data transfer, model instantiation) cancelled. Each NUTS
+    iteration costs at least one gradient and the minimum bulk ESS is taken to be at most
+    the number of draws, so ``chains * draws / (chains * (tune + draws) * t_grad /
+    parallel)`` bounds Stan's ESS per second of sampling from above.
+    """
+    import numpy as np
+
+    model, compile_s = _build_stan(sim, seed, cold)
+    timings = []
+    for n in (5, 45):
+        t0 = time.perf_counter()
+        fit = model.sample(num_chains=1, num_samples=n, num_warmup=0, max_depth=2, stepsize=1e-3)
+        timings.append((time.perf_counter() - t0, float(np.sum(fit["n_leapfrog__"]))))
+    (t_a, l_a), (t_b, l_b) = timings
+    grad_s = (t_b - t_a) / (l_b - l_a)
+    if not grad_s > 0:
+        raise RuntimeError(
+            f"the gradient timing is lost in noise ({t_a:.2f} s for {l_a:.0f} steps, "
+            f"{t_b:.2f} s for {l_b:.0f}): run the Stan baseline on this size instead"
+        )
+    parallel = min(chains, len(os.sched_getaffinity(0)))
+    sampling_lower = chains * (tune + draws) * grad_s / parallel
+    return {
+        "bound": True,
+        "compile_s": compile_s,
+        "grad_s": grad_s,
+        "sampling_s": sampling_lower,
+        "end_to_end_s": compile_s + sampling_lower,
+        "divergences": None,
+        "steps_per_draw": 1.0,
+        "min_ess_bulk": float(chains * draws),
+        "ess_bulk": {},
+        "note": f"not sampled: one gradient in Stan's sampler takes {grad_s * 1e3:.1f} ms "
+        f"(two runs of {int(l_a)} and {int(l_b)} leapfrog steps, {t_a:.1f} s and {t_b:.1f} s); "
+        "times are lower bounds (1 gradient per iteration), the ESS an upper bound (= draws)",
     }
 
 
@@ -122,7 +188,9 @@ def _run_pymc(sim, parametrization: str, draws, tune, chains, seed) -> dict:
     import pymc as pm
 
     from lmm_pymc import build_model
+    from lmm_pymc.fit import target_accept_for
 
+    target_accept = target_accept_for(parametrization)
     t0 = time.perf_counter()
     model = build_model(sim.design, parametrization)
     with model:
@@ -131,7 +199,7 @@ def _run_pymc(sim, parametrization: str, draws, tune, chains, seed) -> dict:
             tune=tune,
             chains=chains,
             cores=min(chains, len(os.sched_getaffinity(0))),
-            target_accept=0.95,
+            target_accept=target_accept,
             random_seed=seed,
             progressbar=False,
             compute_convergence_checks=False,
@@ -143,8 +211,10 @@ def _run_pymc(sim, parametrization: str, draws, tune, chains, seed) -> dict:
         "sampling_s": sampling,
         "end_to_end_s": t1 - t0,
         "divergences": int(idata.sample_stats["diverging"].sum()),
+        "steps_per_draw": float(idata.sample_stats["n_steps"].mean()),
         "posterior": idata.posterior,
-        "note": "target_accept 0.95; compile = end-to-end - sampling (incl. process start)",
+        "note": f"target_accept {target_accept}; compile = end-to-end - sampling "
+        "(incl. process start)",
     }
 
 
@@ -171,6 +241,7 @@ def _run_nutpie(sim, parametrization: str, draws, tune, chains, seed) -> dict:
         "sampling_s": t2 - t1,
         "end_to_end_s": t2 - t0,
         "divergences": int(idata.sample_stats["diverging"].sum()),
+        "steps_per_draw": float(idata.sample_stats["n_steps"].mean()),
         "posterior": idata.posterior,
         "note": "target_accept 0.95; numba backend",
     }
@@ -190,14 +261,23 @@ def _run_default(sim, draws, tune, chains, seed) -> dict:
         "sampling_s": sampling,
         "end_to_end_s": t1 - t0,
         "divergences": int(idata.sample_stats["diverging"].sum()),
+        "steps_per_draw": float(idata.sample_stats["n_steps"].mean()),
         "posterior": idata.posterior,
         "note": f"parametrization {idata.attrs['parametrization']!r}, sampler "
-        f"{idata.attrs['sampler']!r}; end-to-end includes the sums and random_group draws",
+        f"{idata.attrs['sampler']!r}; compile = end-to-end - sampling, which includes the "
+        "sums, the model build and the random_group draws",
     }
 
 
 def run_one(
-    config: str, size: str, draws: int, tune: int, chains: int, seed: int, stan_cold: bool = False
+    config: str,
+    size: str,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    stan_cold: bool = False,
+    bound: bool = False,
 ) -> dict:
     """Run one configuration on one size in this process; return its record."""
     warnings.filterwarnings("ignore")
@@ -209,7 +289,9 @@ def run_one(
     n_groups, n_per_group = SIZES[size]
     sim = simulate(n_groups=n_groups, n_per_group=n_per_group, seed=2024)
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if config == "stan":
+    if config == "stan" and bound:
+        out = _run_stan_bound(sim, draws, tune, chains, seed, cold=stan_cold)
+    elif config == "stan":
         out = _run_stan(sim, draws, tune, chains, seed, cold=stan_cold)
     elif config.startswith("pymc_"):
         out = _run_pymc(sim, config.removeprefix("pymc_"), draws, tune, chains, seed)
@@ -219,7 +301,11 @@ def run_one(
         out = _run_default(sim, draws, tune, chains, seed)
     else:
         raise ValueError(f"config must be one of {list(CONFIGS)}, found {config!r}")
-    min_ess, per = _min_ess(out.pop("posterior"))
+    if "posterior" in out:
+        min_ess, per = _min_ess(out.pop("posterior"))
+    else:  # the Stan bound
+        min_ess, per = out.pop("min_ess_bulk"), out.pop("ess_bulk")
+    scale = FULL_ITERATIONS / (chains * (tune + draws))
     return {
         "config": config,
         "label": CONFIGS[config][0],
@@ -234,6 +320,7 @@ def run_one(
         "ess_bulk": per,
         "ess_per_s_sampling": min_ess / out["sampling_s"],
         "ess_per_s_end_to_end": min_ess / out["end_to_end_s"],
+        "end_to_end_full_s": out["compile_s"] + out["sampling_s"] * scale,
         "rss_after_data_mb": rss_data,
         "load_average_1min": os.getloadavg()[0],
         **_peak_rss_mb(),
@@ -241,29 +328,35 @@ def run_one(
 
 
 # ----------------------------------------------------------------------- driver (parent)
-def _plan(args) -> list[tuple[str, str, int, int]]:
-    """(config, size, draws, tune) in running order."""
-    import importlib.util
-
-    have_nutpie = importlib.util.find_spec("nutpie") is not None
+def _plan(args) -> list[tuple[str, str, int, int, bool]]:
+    """(config, size, draws, tune, bound) in running order."""
     plan = []
     for size in args.sizes:
         for config, (_, slow) in CONFIGS.items():
             if config not in args.configs:
                 continue
-            if config.startswith("nutpie") and not have_nutpie:
-                continue
-            draws, tune = args.draws, args.tune
-            if slow and size != "small":
-                if args.quick and not (config == "stan" and size == "medium"):
-                    continue  # quick: slow baselines on the small size (and Stan on medium)
-                draws, tune = args.slow_draws, args.slow_draws
-            if args.quick and slow and config != "stan":
-                draws, tune = args.slow_draws, args.slow_draws
-            if args.quick and config == "nutpie_cholesky":
-                continue  # its numba compile alone is ~1 min; in the full run only
-            plan.append((config, size, draws, tune))
+            draws, tune, bound = args.draws, args.tune, False
+            if slow:
+                draws = tune = args.slow_draws[size]
+                if draws == 0:
+                    if config != "stan":
+                        continue  # not run on this size; the table says so
+                    draws, tune, bound = args.draws, args.tune, True
+            plan.append((config, size, draws, tune, bound))
     return plan
+
+
+def _slow_draws(text: str) -> dict[str, int]:
+    """Parse ``small=1000,medium=300,large=0`` (sizes left out keep their default)."""
+    out = dict(SLOW_DRAWS)
+    for item in filter(None, text.split(",")):
+        size, _, value = item.partition("=")
+        if size not in SIZES or not value.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"--slow-draws takes SIZE=N items with SIZE in {list(SIZES)}, found {item!r}"
+            )
+        out[size] = int(value)
+    return out
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -274,7 +367,7 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
-def markdown(records: list[dict], command: str) -> str:
+def markdown(records: list[dict], command: str, skipped: list[str]) -> str:
     lines = [
         f"Command: `{command}`  ",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s), "
@@ -283,50 +376,80 @@ def markdown(records: list[dict], command: str) -> str:
         f"load average at the end {os.getloadavg()[0]:.1f} (shared machine: timings are noisy)",
         "",
         "| size | configuration | chains x draws (tune) | compile s | sampling s | divergences "
-        "| min bulk ESS | ESS/s sampling | ESS/s end-to-end | x Stan (sampling) "
-        "| x Stan (end-to-end) | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| leapfrog steps / iteration | min bulk ESS | ESS/s sampling | ESS/s end-to-end "
+        "| x Stan (ESS/s sampling) | x Stan (ESS/s end-to-end) "
+        "| end-to-end s at 4 x (1000 + 1000) | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         if "error" in r:
-            lines.append(f"| {r['size']} | {r['label']} | failed: {r['error'][:80]} |" + " |" * 9)
+            lines.append(f"| {r['size']} | {r['label']} | failed: {r['error'][:80]} |" + " |" * 11)
             continue
+        b = r.get("bound", False)
+        le, ge = ("<= ", ">= ") if b else ("", "")
+        stan_bound = r.get("stan_is_bound", False) and r["config"] != "stan"
+        ratio = ">= " if stan_bound else ""
+        label = r["label"] + (" **(bound, not sampled)**" if b else "")
         lines.append(
-            f"| {r['size']} ({r['n_rows']:,} rows) | {r['label']} "
+            f"| {r['size']} ({r['n_rows']:,} rows) | {label} "
             f"| {r['chains']} x {r['draws']} ({r['tune']}) | {_fmt(r['compile_s'])} "
-            f"| {_fmt(r['sampling_s'])} | {r['divergences']} | {_fmt(r['min_ess_bulk'], 0)} "
-            f"| {_fmt(r['ess_per_s_sampling'])} | {_fmt(r['ess_per_s_end_to_end'])} "
-            f"| {_fmt(r.get('ratio_sampling'), 2)} | {_fmt(r.get('ratio_end_to_end'), 2)} "
-            f"| {_fmt(r['peak_rss_mb'], 0)} |"
+            f"| {ge}{_fmt(r['sampling_s'])} | {'-' if b else r['divergences']} "
+            f"| {ge}{_fmt(r['steps_per_draw'])} | {le}{_fmt(r['min_ess_bulk'], 0)} "
+            f"| {le}{_fmt(r['ess_per_s_sampling'])} | {le}{_fmt(r['ess_per_s_end_to_end'])} "
+            f"| {ratio}{_fmt(r.get('ratio_sampling'), 2)} "
+            f"| {ratio}{_fmt(r.get('ratio_end_to_end'), 2)} "
+            f"| {ge}{_fmt(r['end_to_end_full_s'])} | {_fmt(r['peak_rss_mb'], 0)} |"
         )
     lines.append("")
     lines.append(
         "min bulk ESS over alpha_0, beta_0, sigma_g, sigs[intercept], sigs[x], rho; "
-        "x Stan = ESS/s divided by Stan's on the same size; peak RSS = the larger of the "
-        "run's own process and its largest child (sampler worker)."
+        "sampling s includes tuning; x Stan = ESS/s divided by Stan's on the same size; "
+        "end-to-end s at 4 x (1000 + 1000) = compile + sampling scaled to the issue's full "
+        "run; peak RSS = the larger of the run's own process and its largest child (sampler "
+        "worker)."
     )
+    for r in records:
+        if r.get("bound"):
+            lines.append("")
+            lines.append(f"{r['size']}: Stan {r['note']}.")
+    if skipped:
+        lines.append("")
+        lines.append("Not run (0 slow draws on that size): " + "; ".join(skipped) + ".")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=None,
+        choices=list(SIZES),
+        help="sizes to run (default: all; with --quick small and medium)",
+    )
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument(
         "--slow-draws",
-        type=int,
+        type=_slow_draws,
         default=None,
-        help="draws (= tune) of the slow baselines beyond the small size "
-        "(default 200; with --quick, 300 for every slow baseline but Stan "
-        "on the small size)",
+        help="draws (= tuning steps) per chain of the slow baselines, per size, e.g. "
+        "small=1000,medium=300,large=0; 0 = not run (Stan: bound from one gradient's cost). "
+        f"Default {SLOW_DRAWS}; with --quick {QUICK_SLOW_DRAWS}",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="reduced check: slow baselines only on the small size (and Stan "
-        "on medium), with --slow-draws draws",
+        help="reduced check: sizes small and medium, slow baselines only on the small size "
+        "with 300 draws, Stan bounded elsewhere",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1800,
+        help="seconds after which one configuration is stopped and reported as failed "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--configs",
@@ -348,9 +471,12 @@ def main(argv: list[str] | None = None) -> int:
         help="output path without extension (default: %(default)s)",
     )
     parser.add_argument("--one", nargs=2, metavar=("CONFIG", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--bound", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.slow_draws is None:
-        args.slow_draws = 300 if args.quick else 200
+        args.slow_draws = dict(QUICK_SLOW_DRAWS if args.quick else SLOW_DRAWS)
+    if args.sizes is None:
+        args.sizes = ["small", "medium"] if args.quick else list(SIZES)
 
     if args.one:  # child: one configuration, JSON on the last line of stdout
         record = run_one(
@@ -361,12 +487,18 @@ def main(argv: list[str] | None = None) -> int:
             args.chains,
             args.seed,
             stan_cold=args.stan_cold,
+            bound=args.bound,
         )
         print("RESULT " + json.dumps(record))
         return 0
 
     records = []
-    for config, size, draws, tune in _plan(args):
+    plan = _plan(args)
+    planned = {(c, z) for c, z, *_ in plan}
+    skipped = [
+        f"{CONFIGS[c][0]} on {z}" for z in args.sizes for c in args.configs if (c, z) not in planned
+    ]
+    for config, size, draws, tune, bound in plan:
         cmd = [
             sys.executable,
             __file__,
@@ -384,8 +516,25 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if args.stan_cold:
             cmd.append("--stan-cold")
-        print(f"[{time.strftime('%H:%M:%S')}] {config} on {size} ({draws}+{tune}) ...", flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if bound:
+            cmd.append("--bound")
+        what = "gradient timing" if bound else f"{draws}+{tune}"
+        print(f"[{time.strftime('%H:%M:%S')}] {config} on {size} ({what}) ...", flush=True)
+        try:
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, check=False, timeout=args.timeout
+            )
+        except subprocess.TimeoutExpired:
+            print(f"    stopped after {args.timeout:.0f} s", flush=True)
+            records.append(
+                {
+                    "config": config,
+                    "label": CONFIGS[config][0],
+                    "size": size,
+                    "error": f"stopped after the --timeout of {args.timeout:.0f} s",
+                }
+            )
+            continue
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
             err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -399,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"    compile {rec['compile_s']:.1f} s, sampling {rec['sampling_s']:.1f} s, "
             f"{rec['divergences']} divergences, min ESS {rec['min_ess_bulk']:.0f}, "
-            f"{rec['ess_per_s_sampling']:.1f} ESS/s, peak {rec['peak_rss_mb']:.0f} MB",
+            f"{rec['ess_per_s_sampling']:.1f} ESS/s, peak {rec['peak_rss_mb']:.0f} MB"
+            + (" (Stan bound)" if rec.get("bound") else ""),
             flush=True,
         )
 
@@ -416,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
             if r["size"] == size and stan and "error" not in r:
                 r["ratio_sampling"] = r["ess_per_s_sampling"] / stan["ess_per_s_sampling"]
                 r["ratio_end_to_end"] = r["ess_per_s_end_to_end"] / stan["ess_per_s_end_to_end"]
+                r["stan_is_bound"] = bool(stan.get("bound", False))
 
     command = "python benchmarks/benchmark.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
@@ -429,8 +580,9 @@ def main(argv: list[str] | None = None) -> int:
         "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average_at_end": os.getloadavg(),
     }
+    meta["not_run"] = skipped
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": records}, indent=2))
-    out.with_suffix(".md").write_text(markdown(records, command.strip()))
+    out.with_suffix(".md").write_text(markdown(records, command.strip(), skipped))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
     return 0
 

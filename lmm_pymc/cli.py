@@ -25,7 +25,7 @@ def _add_sampling_args(p: argparse.ArgumentParser, *, draws: int, tune: int, cha
     )
     p.add_argument(
         "--sampler",
-        default="pymc",
+        default=SAMPLERS[0],
         choices=SAMPLERS,
         help="NUTS implementation (default: %(default)s)",
     )
@@ -41,8 +41,8 @@ def _add_sampling_args(p: argparse.ArgumentParser, *, draws: int, tune: int, cha
     p.add_argument(
         "--target-accept",
         type=float,
-        default=0.95,
-        help="NUTS target acceptance rate (default: %(default)s)",
+        default=None,
+        help="NUTS target acceptance rate (default: 0.99 for marginal, 0.95 otherwise)",
     )
     p.add_argument(
         "--sampler-seed", type=int, default=1, help="seed of the sampler (default: %(default)s)"

@@ -189,8 +189,8 @@ def fit_formula(
     tune: int = 1000,
     chains: int = 4,
     cores: int | None = None,
-    target_accept: float = 0.95,
-    sampler: str = "pymc",
+    target_accept: float | None = None,
+    sampler: str = "nutpie",
     random_seed: int | None = None,
     progressbar: bool = True,
 ):
@@ -203,8 +203,9 @@ def fit_formula(
     ``random_effect`` = ``"x|subject"``, ...). Divergences and r_hat > 1.01 give a
     :class:`lmm_pymc.SamplingWarning`.
     """
-    from .fit import check_sampling_arguments, diagnose, sample_model
+    from .fit import check_sampling_arguments, diagnose, sample_model, target_accept_for
 
+    target_accept = target_accept_for(parametrization, target_accept)
     check_sampling_arguments(
         draws=draws, tune=tune, chains=chains, target_accept=target_accept, sampler=sampler
     )

@@ -154,50 +154,60 @@ def marginal_loglik(
     l00, l10, l11 = L[0, 0], L[1, 0], L[1, 1]  # L = [[l00, 0], [l10, l11]]
     s2 = pt.sqr(sigma)
 
-    # Woodbury form, valid for every group.
-    # (J,) r'r = y'y - 2 beta'X'y + beta'X'X beta
-    rr = yty - 2.0 * (xy0 * b0 + xy1 * b1) + xx00 * b0**2 + 2.0 * xx01 * b0 * b1 + xx11 * b1**2
-    # (J,) Z'r = Z'y - (X'Z)' beta
-    zr0 = zy0 - (xz00 * b0 + xz10 * b1)
-    zr1 = zy1 - (xz01 * b0 + xz11 * b1)
-    # (J,) u = L' Z'r
-    u0 = l00 * zr0 + l10 * zr1
-    u1 = l11 * zr1
-    # (J,) B = L' Z'Z L (symmetric 2 x 2) and A = I + B / s2, positive definite, A >= I
-    a00 = 1.0 + (l00**2 * zz00 + 2.0 * l00 * l10 * zz01 + l10**2 * zz11) / s2
-    a01 = l11 * (l00 * zz01 + l10 * zz11) / s2
-    a11 = 1.0 + l11**2 * zz11 / s2
-    det_A = a00 * a11 - a01**2
-    # u' A^-1 u for a 2 x 2 A
-    uAu = (a11 * u0**2 - 2.0 * a01 * u0 * u1 + a00 * u1**2) / det_A
-    logdet_V = n * pt.log(s2) + pt.log(det_A)
-    quad = rr / s2 - uAu / pt.sqr(s2)
+    def woodbury() -> tuple[pt.TensorVariable, pt.TensorVariable]:
+        # Woodbury form, valid for every group.
+        # (J,) r'r = y'y - 2 beta'X'y + beta'X'X beta
+        rr = yty - 2.0 * (xy0 * b0 + xy1 * b1) + xx00 * b0**2 + 2.0 * xx01 * b0 * b1 + xx11 * b1**2
+        # (J,) Z'r = Z'y - (X'Z)' beta
+        zr0 = zy0 - (xz00 * b0 + xz10 * b1)
+        zr1 = zy1 - (xz01 * b0 + xz11 * b1)
+        # (J,) u = L' Z'r
+        u0 = l00 * zr0 + l10 * zr1
+        u1 = l11 * zr1
+        # (J,) B = L' Z'Z L (symmetric 2 x 2) and A = I + B / s2, positive definite, A >= I
+        a00 = 1.0 + (l00**2 * zz00 + 2.0 * l00 * l10 * zz01 + l10**2 * zz11) / s2
+        a01 = l11 * (l00 * zz01 + l10 * zz11) / s2
+        a11 = 1.0 + l11**2 * zz11 / s2
+        det_A = a00 * a11 - a01**2
+        # u' A^-1 u for a 2 x 2 A
+        uAu = (a11 * u0**2 - 2.0 * a01 * u0 * u1 + a00 * u1**2) / det_A
+        logdet_V = n * pt.log(s2) + pt.log(det_A)
+        quad = rr / s2 - uAu / pt.sqr(s2)
+        return logdet_V, quad
 
     ols = _ols_pieces(stats) if stable else None
-    if ols is not None:
-        # Well-conditioned form where X = Z and Z'Z is regular. With G = Z'Z, the
-        # per-group OLS fit b_hat = G^-1 Z'y and its residual sum of squares RSS:
-        #   r'V^-1 r = RSS / s2 + d' W^-1 d,   d = b_hat - beta,  W = s2 G^-1 + Sigma
-        #   log|V|   = (n - 2) log s2 + log|G| + log|W|
-        # The Woodbury form subtracts two terms of order y'y (1e9 and more for wide x)
-        # at every point, losing ~1e-2 per group to rounding; here that cancellation
-        # happens once, in the parameter-free constant RSS, and NUTS sees a smooth density.
-        regular, g00, g01, g11, bh0, bh1, rss, logdet_G = (column(v) for v in ols)
-        Sigma00 = l00**2
-        Sigma01 = l00 * l10
-        Sigma11 = l10**2 + l11**2
-        w00 = s2 * g00 + Sigma00
-        w01 = s2 * g01 + Sigma01
-        w11 = s2 * g11 + Sigma11
-        det_W = w00 * w11 - w01**2
-        d0, d1 = bh0 - b0, bh1 - b1
-        dWd = (w11 * d0**2 - 2.0 * w01 * d0 * d1 + w00 * d1**2) / det_W
-        stable_logdet = (n - 2.0) * pt.log(s2) + logdet_G + pt.log(det_W)
-        stable_quad = rss / s2 + dWd
+    if ols is None:
+        logdet_V, quad = woodbury()
+        return -0.5 * (n * np.log(2.0 * np.pi) + logdet_V + quad)
+    # Well-conditioned form where X = Z and Z'Z is regular. With G = Z'Z, the
+    # per-group OLS fit b_hat = G^-1 Z'y and its residual sum of squares RSS:
+    #   r'V^-1 r = RSS / s2 + d' W^-1 d,   d = b_hat - beta,  W = s2 G^-1 + Sigma
+    #   log|V|   = (n - 2) log s2 + log|G| + log|W|
+    # The Woodbury form subtracts two terms of order y'y (1e9 and more for wide x)
+    # at every point, losing ~1e-2 per group to rounding; here that cancellation
+    # happens once, in the parameter-free constant RSS, and NUTS sees a smooth density.
+    regular, g00, g01, g11, bh0, bh1, rss, logdet_G = (column(v) for v in ols)
+    Sigma00 = l00**2
+    Sigma01 = l00 * l10
+    Sigma11 = l10**2 + l11**2
+    w00 = s2 * g00 + Sigma00
+    w01 = s2 * g01 + Sigma01
+    w11 = s2 * g11 + Sigma11
+    det_W = w00 * w11 - w01**2
+    d0, d1 = bh0 - b0, bh1 - b1
+    dWd = (w11 * d0**2 - 2.0 * w01 * d0 * d1 + w00 * d1**2) / det_W
+    stable_logdet = (n - 2.0) * pt.log(s2) + logdet_G + pt.log(det_W)
+    stable_quad = rss / s2 + dWd
+    if ols[0].all():
+        # every group regular (the usual case): no Woodbury branch in the graph, which
+        # halves its size and nutpie's compile time
+        logdet_V, quad = stable_logdet, stable_quad
+    else:
         # groups with a singular Z'Z (one row, constant x) keep the Woodbury form; their
         # stable-branch constants are finite placeholders, so gradients stay finite
-        logdet_V = pt.switch(regular > 0.5, stable_logdet, logdet_V)
-        quad = pt.switch(regular > 0.5, stable_quad, quad)
+        wood_logdet, wood_quad = woodbury()
+        logdet_V = pt.switch(regular > 0.5, stable_logdet, wood_logdet)
+        quad = pt.switch(regular > 0.5, stable_quad, wood_quad)
     return -0.5 * (n * np.log(2.0 * np.pi) + logdet_V + quad)
 
 

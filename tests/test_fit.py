@@ -86,7 +86,7 @@ def test_diagnose_warns_with_the_fix(tutorial_sim):
         ({"draws": 0}, "draws must be a positive integer, found 0"),
         ({"chains": 1.5}, "chains must be a positive integer, found 1.5"),
         ({"target_accept": 1.2}, r"target_accept must be in \(0, 1\), found 1.2"),
-        ({"sampler": "stan"}, r"sampler must be one of \['pymc', 'nutpie'\], found 'stan'"),
+        ({"sampler": "stan"}, r"sampler must be one of \['nutpie', 'pymc'\], found 'stan'"),
         ({"parametrization": "nope"}, "parametrization must be one of"),
     ],
 )

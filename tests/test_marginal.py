@@ -327,10 +327,54 @@ def test_bad_statistics_and_labels(unbalanced):
         fit(stats, parametrization="cholesky")
 
 
-def test_marginal_is_the_default():
-    assert inspect.signature(fit).parameters["parametrization"].default == "marginal"
+def test_marginal_on_nutpie_is_the_default():
+    params = inspect.signature(fit).parameters
+    assert params["parametrization"].default == "marginal"
+    assert params["sampler"].default == "nutpie"
     args = lmm_pymc.cli.build_parser().parse_args(["demo"])
-    assert args.parametrization == "marginal"
+    assert (args.parametrization, args.sampler) == ("marginal", "nutpie")
+
+
+def test_default_fit_is_clean_and_timed(tutorial_sim):
+    """The default fit: no divergences at 0.99 on the tutorial's data, PyMC-like output."""
+    idata = fit(tutorial_sim, draws=300, tune=300, random_seed=3, progressbar=False)
+    assert idata.attrs["sampler"] == "nutpie"
+    assert lmm_pymc.diagnose(idata, warn=False).divergences == 0
+    # nutpie's unconstrained values are dropped, as PyMC never stores them
+    assert not [v for v in idata.posterior.data_vars if str(v).endswith("__")]
+    assert {"alpha_0", "beta_0", "sigma_g", "sigs", "rho", "random_group"} <= set(
+        idata.posterior.data_vars
+    )
+    assert idata.posterior.attrs["sampling_time"] > 0
+
+
+def test_default_target_accept_per_parametrization():
+    from lmm_pymc.fit import target_accept_for
+
+    assert target_accept_for("marginal") == 0.99
+    assert target_accept_for("cholesky") == 0.95
+    assert target_accept_for("marginal", 0.8) == 0.8
+
+
+def test_all_regular_groups_drop_the_woodbury_branch(tutorial_sim):
+    """Every group regular: the graph holds the stable form only (no switch); one group
+    with a single row brings the Woodbury branch back for that group."""
+    from pytensor.graph.traversal import ancestors
+    from pytensor.scalar import Switch
+    from pytensor.tensor.elemwise import Elemwise
+
+    def has_switch(stats):
+        out = marginal_loglik(stats, np.array([6.0, 4.0]), 1.0, np.diag([3.0, 2.0]))
+        return any(
+            v.owner is not None
+            and isinstance(v.owner.op, Elemwise)
+            and isinstance(v.owner.op.scalar_op, Switch)
+            for v in ancestors([out])
+        )
+
+    assert not has_switch(tutorial_sim.design.group_statistics())
+    one_row = simulate(group_sizes=[10, 10, 1], seed=4).design.group_statistics()
+    assert has_switch(one_row)
 
 
 # ------------------------------------------------------------------ sampling
