@@ -59,7 +59,7 @@ CONFIGS: dict[str, tuple[str, bool]] = {
 }
 
 #: draws (= tuning steps) per chain of the slow baselines, per size; 0: not run (Stan bound)
-SLOW_DRAWS = {"small": 1000, "medium": 300, "large": 0}
+SLOW_DRAWS = {"small": 1000, "medium": 200, "large": 0}
 QUICK_SLOW_DRAWS = {"small": 300, "medium": 0, "large": 0}
 
 #: the issue's protocol: every ratio and scaled time refers to chains x (tune + draws)
@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=1800,
+        default=600,
         help="seconds after which one configuration is stopped and reported as failed "
         "(default: %(default)s)",
     )
