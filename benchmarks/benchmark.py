@@ -359,12 +359,12 @@ def _slow_draws(text: str) -> dict[str, int]:
     return out
 
 
-def _fmt(value: float | None, digits: int = 1) -> str:
+def _fmt(value: float | None, digits: int = 1, prefix: str = "") -> str:
     if value is None:
         return "-"
     if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}f}"
+        return f"{prefix}{value:,.0f}"
+    return f"{prefix}{value:.{digits}f}"
 
 
 def markdown(records: list[dict], command: str, skipped: list[str]) -> str:
@@ -396,8 +396,8 @@ def markdown(records: list[dict], command: str, skipped: list[str]) -> str:
             f"| {ge}{_fmt(r['sampling_s'])} | {'-' if b else r['divergences']} "
             f"| {ge}{_fmt(r['steps_per_draw'])} | {le}{_fmt(r['min_ess_bulk'], 0)} "
             f"| {le}{_fmt(r['ess_per_s_sampling'])} | {le}{_fmt(r['ess_per_s_end_to_end'])} "
-            f"| {ratio}{_fmt(r.get('ratio_sampling'), 2)} "
-            f"| {ratio}{_fmt(r.get('ratio_end_to_end'), 2)} "
+            f"| {_fmt(r.get('ratio_sampling'), 2, ratio)} "
+            f"| {_fmt(r.get('ratio_end_to_end'), 2, ratio)} "
             f"| {ge}{_fmt(r['end_to_end_full_s'])} | {_fmt(r['peak_rss_mb'], 0)} |"
         )
     lines.append("")
