@@ -184,6 +184,20 @@ def _run_stan_bound(sim, draws: int, tune: int, chains: int, seed: int, cold: bo
     }
 
 
+def _timed_record(idata, end_to_end_s: float, note: str) -> dict:
+    """Record of a run whose ``posterior.attrs["sampling_time"]`` holds its sampling time."""
+    sampling = float(idata.posterior.attrs["sampling_time"])
+    return {
+        "compile_s": end_to_end_s - sampling,
+        "sampling_s": sampling,
+        "end_to_end_s": end_to_end_s,
+        "divergences": int(idata.sample_stats["diverging"].sum()),
+        "steps_per_draw": float(idata.sample_stats["n_steps"].mean()),
+        "posterior": idata.posterior,
+        "note": note,
+    }
+
+
 def _run_pymc(sim, parametrization: str, draws, tune, chains, seed) -> dict:
     import pymc as pm
 
@@ -204,18 +218,8 @@ def _run_pymc(sim, parametrization: str, draws, tune, chains, seed) -> dict:
             progressbar=False,
             compute_convergence_checks=False,
         )
-    t1 = time.perf_counter()
-    sampling = float(idata.posterior.attrs["sampling_time"])
-    return {
-        "compile_s": (t1 - t0) - sampling,
-        "sampling_s": sampling,
-        "end_to_end_s": t1 - t0,
-        "divergences": int(idata.sample_stats["diverging"].sum()),
-        "steps_per_draw": float(idata.sample_stats["n_steps"].mean()),
-        "posterior": idata.posterior,
-        "note": f"target_accept {target_accept}; compile = end-to-end - sampling "
-        "(incl. process start)",
-    }
+    note = f"target_accept {target_accept}; compile = end-to-end - sampling (incl. process start)"
+    return _timed_record(idata, time.perf_counter() - t0, note)
 
 
 def _run_nutpie(sim, parametrization: str, draws, tune, chains, seed) -> dict:
@@ -254,19 +258,12 @@ def _run_default(sim, draws, tune, chains, seed) -> dict:
     idata = fit(
         sim.data, draws=draws, tune=tune, chains=chains, random_seed=seed, progressbar=False
     )
-    t1 = time.perf_counter()
-    sampling = float(idata.posterior.attrs["sampling_time"])
-    return {
-        "compile_s": (t1 - t0) - sampling,
-        "sampling_s": sampling,
-        "end_to_end_s": t1 - t0,
-        "divergences": int(idata.sample_stats["diverging"].sum()),
-        "steps_per_draw": float(idata.sample_stats["n_steps"].mean()),
-        "posterior": idata.posterior,
-        "note": f"parametrization {idata.attrs['parametrization']!r}, sampler "
+    note = (
+        f"parametrization {idata.attrs['parametrization']!r}, sampler "
         f"{idata.attrs['sampler']!r}; compile = end-to-end - sampling, which includes the "
-        "sums, the model build and the random_group draws",
-    }
+        "sums, the model build and the random_group draws"
+    )
+    return _timed_record(idata, time.perf_counter() - t0, note)
 
 
 def run_one(
