@@ -39,8 +39,6 @@ import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-STAN_FILE = ROOT / "stan_reference" / "lmm_lkj_corr.stan"
 
 SIZES: dict[str, tuple[int, int]] = {
     "small": (3, 10),
@@ -90,30 +88,16 @@ def _min_ess(posterior) -> tuple[float, dict[str, float]]:
     return min(per.values()), per
 
 
-def _stan_data(sim) -> dict:
-    from lmm_pymc import Priors
-
-    d = sim.design
-    return {
-        "N": d.n_obs,
-        "x": d.x.tolist(),
-        "y": d.y.tolist(),
-        "N_group": d.n_groups,
-        "group_id": (d.group_index + 1).tolist(),
-        **{k: float(v) for k, v in Priors().__dict__.items()},
-    }
-
-
 def _build_stan(sim, seed: int, cold: bool):
     import stan
 
-    if not STAN_FILE.is_file():
-        raise FileNotFoundError(f"the Stan baseline needs {STAN_FILE}, which does not exist")
-    code = STAN_FILE.read_text()
+    from lmm_pymc.stan import stan_data, stan_file
+
+    code = stan_file("lkj_corr").read_text()  # the tutorial's program
     if cold:  # a unique comment changes the program's hash: httpstan builds it afresh
         code += f"\n// benchmark cold build {time.time_ns()}\n"
     t0 = time.perf_counter()
-    model = stan.build(code, data=_stan_data(sim), random_seed=seed)
+    model = stan.build(code, data=stan_data(sim.design), random_seed=seed)
     return model, time.perf_counter() - t0
 
 
@@ -143,10 +127,10 @@ def _run_stan(sim, draws: int, tune: int, chains: int, seed: int, cold: bool = F
 def _run_stan_bound(sim, draws: int, tune: int, chains: int, seed: int, cold: bool) -> dict:
     """No full run: measure one gradient's cost in Stan's sampler and bound Stan's ESS/s.
 
-    Two single-chain runs without adaptation, a fixed small step and ``max_depth=2`` (three
-    leapfrog steps, three gradients, per iteration) differ only in their number of
-    iterations; the time difference over the leapfrog difference is the cost of one
-    gradient, with the fixed costs (data transfer, model instantiation) cancelled. Each NUTS
+    Two single-chain runs without adaptation, a fixed small step and ``max_depth=2`` (at most
+    three leapfrog steps per iteration, counted from ``n_leapfrog__``) differ only in their
+    number of iterations; the time difference over the leapfrog difference is the cost of
+    one gradient, with the fixed costs (data transfer, model instantiation) cancelled. Each NUTS
     iteration costs at least one gradient and the minimum bulk ESS is taken to be at most
     the number of draws, so ``chains * draws / (chains * (tune + draws) * t_grad /
     parallel)`` bounds Stan's ESS per second of sampling from above.
@@ -198,57 +182,28 @@ def _timed_record(idata, end_to_end_s: float, note: str) -> dict:
     }
 
 
-def _run_pymc(sim, parametrization: str, draws, tune, chains, seed) -> dict:
-    import pymc as pm
-
+def _run_sampler(sim, sampler: str, parametrization: str, draws, tune, chains, seed) -> dict:
+    """A latent or marginal model sampled by ``lmm_pymc.fit.sample_model``, plain options."""
     from lmm_pymc import build_model
-    from lmm_pymc.fit import target_accept_for
+    from lmm_pymc.fit import sample_model, target_accept_for
 
     target_accept = target_accept_for(parametrization)
     t0 = time.perf_counter()
-    model = build_model(sim.design, parametrization)
-    with model:
-        idata = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=min(chains, len(os.sched_getaffinity(0))),
-            target_accept=target_accept,
-            random_seed=seed,
-            progressbar=False,
-            compute_convergence_checks=False,
-        )
-    note = f"target_accept {target_accept}; compile = end-to-end - sampling (incl. process start)"
-    return _timed_record(idata, time.perf_counter() - t0, note)
-
-
-def _run_nutpie(sim, parametrization: str, draws, tune, chains, seed) -> dict:
-    import nutpie
-
-    from lmm_pymc import build_model
-
-    t0 = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(build_model(sim.design, parametrization))
-    t1 = time.perf_counter()
-    idata = nutpie.sample(
-        compiled,
+    idata = sample_model(
+        build_model(sim.design, parametrization),
+        sampler=sampler,
         draws=draws,
         tune=tune,
         chains=chains,
-        seed=seed,
-        target_accept=0.95,
-        progress_bar=False,
+        target_accept=target_accept,
+        random_seed=seed,
+        progressbar=False,
     )
-    t2 = time.perf_counter()
-    return {
-        "compile_s": t1 - t0,
-        "sampling_s": t2 - t1,
-        "end_to_end_s": t2 - t0,
-        "divergences": int(idata.sample_stats["diverging"].sum()),
-        "steps_per_draw": float(idata.sample_stats["n_steps"].mean()),
-        "posterior": idata.posterior,
-        "note": "target_accept 0.95; numba backend",
-    }
+    note = (
+        f"target_accept {target_accept}; compile = end-to-end - sampling (model build, "
+        "compilation and process start)"
+    )
+    return _timed_record(idata, time.perf_counter() - t0, note)
 
 
 def _run_default(sim, draws, tune, chains, seed) -> dict:
@@ -290,10 +245,9 @@ def run_one(
         out = _run_stan_bound(sim, draws, tune, chains, seed, cold=stan_cold)
     elif config == "stan":
         out = _run_stan(sim, draws, tune, chains, seed, cold=stan_cold)
-    elif config.startswith("pymc_"):
-        out = _run_pymc(sim, config.removeprefix("pymc_"), draws, tune, chains, seed)
-    elif config.startswith("nutpie_"):
-        out = _run_nutpie(sim, config.removeprefix("nutpie_"), draws, tune, chains, seed)
+    elif config.startswith(("pymc_", "nutpie_")):
+        sampler, parametrization = config.split("_", 1)
+        out = _run_sampler(sim, sampler, parametrization, draws, tune, chains, seed)
     elif config == "default":
         out = _run_default(sim, draws, tune, chains, seed)
     else:

@@ -142,12 +142,7 @@ def marginal_loglik(
         # one (J,) constant per matrix entry: the graph is a few fused elementwise loops
         return pt.as_tensor(np.ascontiguousarray(values, dtype=float))
 
-    n, yty = column(stats.n), column(stats.yty)
-    xx00, xx01, xx11 = (column(stats.XtX[:, i, k]) for i, k in ((0, 0), (0, 1), (1, 1)))
-    xz00, xz01, xz10, xz11 = (column(stats.XtZ[:, i, k]) for i in (0, 1) for k in (0, 1))
-    zz00, zz01, zz11 = (column(stats.ZtZ[:, i, k]) for i, k in ((0, 0), (0, 1), (1, 1)))
-    xy0, xy1 = column(stats.Xty[:, 0]), column(stats.Xty[:, 1])
-    zy0, zy1 = column(stats.Zty[:, 0]), column(stats.Zty[:, 1])
+    n = column(stats.n)
     beta = pt.as_tensor(beta)
     L = pt.as_tensor(chol)
     b0, b1 = beta[0], beta[1]
@@ -156,6 +151,12 @@ def marginal_loglik(
 
     def woodbury() -> tuple[pt.TensorVariable, pt.TensorVariable]:
         # Woodbury form, valid for every group.
+        yty = column(stats.yty)
+        xx00, xx01, xx11 = (column(stats.XtX[:, i, k]) for i, k in ((0, 0), (0, 1), (1, 1)))
+        xz00, xz01, xz10, xz11 = (column(stats.XtZ[:, i, k]) for i in (0, 1) for k in (0, 1))
+        zz00, zz01, zz11 = (column(stats.ZtZ[:, i, k]) for i, k in ((0, 0), (0, 1), (1, 1)))
+        xy0, xy1 = column(stats.Xty[:, 0]), column(stats.Xty[:, 1])
+        zy0, zy1 = column(stats.Zty[:, 0]), column(stats.Zty[:, 1])
         # (J,) r'r = y'y - 2 beta'X'y + beta'X'X beta
         rr = yty - 2.0 * (xy0 * b0 + xy1 * b1) + xx00 * b0**2 + 2.0 * xx01 * b0 * b1 + xx11 * b1**2
         # (J,) Z'r = Z'y - (X'Z)' beta
