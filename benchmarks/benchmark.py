@@ -2,10 +2,12 @@
 
 Every configuration runs in its own subprocess on the same simulated data (one data set per
 size, seed 2024), so that its peak memory is its own. For each run the script records compile
-time, sampling time (tuning included), divergences, the minimum bulk ESS over (alpha_0,
-beta_0, sigma_g, sigs[intercept], sigs[x], rho), that ESS per second of sampling and of
-end-to-end time, leapfrog steps per iteration, peak RSS, and the ratio of ESS/s to Stan's on
-the same size. It writes ``<out>.json`` and ``<out>.md``.
+time, sampling time (tuning included), divergences, the minimum bulk ESS over the scalars
+``beta[intercept], beta[x], sigma, sigs[intercept|group_id], sigs[x|group_id]`` and the
+correlation ``R[intercept|group_id, x|group_id]`` (the package's names; Stan's draws,
+``alpha_0, beta_0, sigma_g, sigs, R``, are mapped to them by ``lmm_pymc.stan.names``), that
+ESS per second of sampling and of end-to-end time, leapfrog steps per iteration, peak RSS,
+and the ratio of ESS/s to Stan's on the same size. It writes ``<out>.json`` and ``<out>.md``.
 
 Full run (the issue's protocol; about an hour on 2 cores)::
 
@@ -16,13 +18,15 @@ Reduced check (minutes)::
     python benchmarks/benchmark.py --quick
 
 Sizes: small = the tutorial's 3 groups x 10 rows, medium = 100 x 100, large = 1000 x 1000
-(10^6 rows). The slow baselines (Stan and PyMC/nutpie on the latent models) run
-``--slow-draws`` draws (= tuning steps) per size; ESS per second is comparable across draw
-counts, as ESS grows about linearly with the number of draws, and end-to-end times are
-also given scaled to the full 4 x (1000 + 1000) iterations. Where a slow baseline gets 0
-draws it is not run; Stan is then replaced by a bound from the measured cost of one gradient
-of its log density on that data: at least one gradient per iteration and an ESS of at most
-the number of draws give an upper bound on Stan's ESS/s, so the ratios are lower bounds.
+(10^6 rows), each the tutorial's design (``lmm_pymc.tutorial.design_frame``) and values,
+simulated by ``lmm_pymc.simulate(data=..., seed=2024)``. The slow baselines (Stan and
+PyMC/nutpie on the latent models) run ``--slow-draws`` draws (= tuning steps) per size;
+ESS per second is comparable across draw counts, as ESS grows about linearly with the
+number of draws, and end-to-end times are also given scaled to the full 4 x (1000 + 1000)
+iterations. Where a slow baseline gets 0 draws it is not run; Stan is then replaced by a
+bound from the measured cost of one gradient of its log density on that data: at least one
+gradient per iteration and an ESS of at most the number of draws give an upper bound on
+Stan's ESS/s, so the ratios are lower bounds.
 """
 
 from __future__ import annotations
@@ -63,7 +67,10 @@ QUICK_SLOW_DRAWS = {"small": 300, "medium": 0, "large": 0}
 #: the issue's protocol: every ratio and scaled time refers to chains x (tune + draws)
 FULL_ITERATIONS = 4 * (1000 + 1000)
 
-CHECKED = ("alpha_0", "beta_0", "sigma_g", "sigs", "rho")
+#: the variables whose smallest bulk ESS is reported: every entry of ``beta`` and ``sigs``,
+#: ``sigma`` and the off-diagonal of each factor's block of ``R`` (the scalars of
+#: ``Truth.values()``, the rows of ``lmm_pymc.recovery_table``)
+CHECKED = ("beta", "sigma", "sigs", "R")
 
 
 # ----------------------------------------------------------------------- one run (child)
@@ -74,18 +81,38 @@ def _peak_rss_mb() -> dict[str, float]:
     return {"peak_rss_mb": max(own, kids), "peak_rss_self_mb": own, "peak_rss_children_mb": kids}
 
 
-def _min_ess(posterior) -> tuple[float, dict[str, float]]:
+def _min_ess(posterior, truth) -> tuple[float, dict[str, float]]:
+    """Smallest bulk ESS over the checked scalars, and each one's, by display name."""
     import arviz as az
 
-    ess = az.ess(posterior[list(CHECKED)], method="bulk")
     per = {}
-    for name in CHECKED:
-        values = ess[name].values.reshape(-1)
-        if name == "sigs":
-            per["sigs[intercept]"], per["sigs[x]"] = float(values[0]), float(values[1])
-        else:
-            per[name] = float(values[0])
+    for name, (var, sel, _) in truth.values().items():
+        if var not in CHECKED:
+            continue
+        values = posterior[var].sel(sel) if sel else posterior[var]
+        per[name] = float(az.ess(values.values, method="bulk"))  # (chain, draw)
     return min(per.values()), per
+
+
+def _stan_posterior(draws: dict, design):
+    """Stan's draws (``alpha_0, beta_0, sigma_g, sigs, R``, shape ``(chain, draw, ...)``)
+    as a posterior under the package's names, with the design's coordinates."""
+    import xarray as xr
+
+    from lmm_pymc.stan.names import TUTORIAL_NAMES
+
+    values = TUTORIAL_NAMES.package_values(draws)
+    coords = design.coords()
+    dims = {
+        "beta": ("fixed_effect",),
+        "sigma": (),
+        "sigs": ("random_effect",),
+        "R": ("random_effect", "random_effect_"),
+    }
+    return xr.Dataset(
+        {name: (("chain", "draw", *d), values[name]) for name, d in dims.items()},
+        coords={k: coords[k] for k in ("fixed_effect", "random_effect", "random_effect_")},
+    )
 
 
 def _build_stan(sim, seed: int, cold: bool):
@@ -93,7 +120,7 @@ def _build_stan(sim, seed: int, cold: bool):
 
     from lmm_pymc.stan import stan_data, stan_file
 
-    code = stan_file("lkj_corr").read_text()  # the tutorial's program
+    code = stan_file("lmm_lkj_corr").read_text()  # the tutorial's program
     if cold:  # a unique comment changes the program's hash: httpstan builds it afresh
         code += f"\n// benchmark cold build {time.time_ns()}\n"
     t0 = time.perf_counter()
@@ -109,9 +136,8 @@ def _run_stan(sim, draws: int, tune: int, chains: int, seed: int, cold: bool = F
     t1 = time.perf_counter()
     fit = model.sample(num_chains=chains, num_samples=draws, num_warmup=tune)
     t2 = time.perf_counter()
-    idata = az.from_pystan(posterior=fit)
-    post = idata.posterior
-    post["rho"] = post["R"][..., 0, 1]
+    stan_post = az.from_pystan(posterior=fit).posterior
+    draws = {name: stan_post[name].values for name in ("alpha_0", "beta_0", "sigma_g", "sigs", "R")}
     divergences = int(np.asarray(fit["divergent__"]).sum())
     return {
         "compile_s": compile_s,
@@ -119,7 +145,7 @@ def _run_stan(sim, draws: int, tune: int, chains: int, seed: int, cold: bool = F
         "end_to_end_s": compile_s + (t2 - t1),
         "divergences": divergences,
         "steps_per_draw": float(np.mean(fit["n_leapfrog__"])),
-        "posterior": post,
+        "posterior": _stan_posterior(draws, sim.design),
         "note": "compile from httpstan's cache" if compile_s < 10 else "compile: first build",
     }
 
@@ -183,22 +209,22 @@ def _timed_record(idata, end_to_end_s: float, note: str) -> dict:
 
 
 def _run_sampler(sim, sampler: str, parametrization: str, draws, tune, chains, seed) -> dict:
-    """A latent or marginal model sampled by ``lmm_pymc.fit.sample_model``, plain options."""
-    from lmm_pymc import build_model
-    from lmm_pymc.fit import sample_model, target_accept_for
+    """A latent or marginal model sampled by ``lmm_pymc.sampling.sample_model``, with the
+    sampler's defaults for the parametrization."""
+    from lmm_pymc import SamplerConfig, build_model
+    from lmm_pymc.sampling import sample_model
 
-    target_accept = target_accept_for(parametrization)
-    t0 = time.perf_counter()
-    idata = sample_model(
-        build_model(sim.design, parametrization),
-        sampler=sampler,
+    config = SamplerConfig(
         draws=draws,
         tune=tune,
         chains=chains,
-        target_accept=target_accept,
+        sampler=sampler,
         random_seed=seed,
         progressbar=False,
     )
+    target_accept = config.target_accept_for(parametrization)
+    t0 = time.perf_counter()
+    idata = sample_model(build_model(sim.design, parametrization), config, parametrization)
     note = (
         f"target_accept {target_accept}; compile = end-to-end - sampling (model build, "
         "compilation and process start)"
@@ -216,7 +242,7 @@ def _run_default(sim, draws, tune, chains, seed) -> dict:
     note = (
         f"parametrization {idata.attrs['parametrization']!r}, sampler "
         f"{idata.attrs['sampler']!r}; compile = end-to-end - sampling, which includes the "
-        "sums, the model build and the random_group draws"
+        "sums, the model build and the exact b_group_id draws"
     )
     return _timed_record(idata, time.perf_counter() - t0, note)
 
@@ -236,10 +262,10 @@ def run_one(
     import logging
 
     logging.getLogger("pymc").setLevel(logging.ERROR)
-    from lmm_pymc import simulate
+    from lmm_pymc import simulate, tutorial
 
     n_groups, n_per_group = SIZES[size]
-    sim = simulate(n_groups=n_groups, n_per_group=n_per_group, seed=2024)
+    sim = simulate(data=tutorial.design_frame(n_groups, n_per_group), seed=tutorial.SEED)
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if config == "stan" and bound:
         out = _run_stan_bound(sim, draws, tune, chains, seed, cold=stan_cold)
@@ -253,7 +279,7 @@ def run_one(
     else:
         raise ValueError(f"config must be one of {list(CONFIGS)}, found {config!r}")
     if "posterior" in out:
-        min_ess, per = _min_ess(out.pop("posterior"))
+        min_ess, per = _min_ess(out.pop("posterior"), sim.truth)
     else:  # the Stan bound
         min_ess, per = out.pop("min_ess_bulk"), out.pop("ess_bulk")
     scale = FULL_ITERATIONS / (chains * (tune + draws))
@@ -353,7 +379,9 @@ def markdown(records: list[dict], command: str, skipped: list[str]) -> str:
         )
     lines.append("")
     lines.append(
-        "min bulk ESS over alpha_0, beta_0, sigma_g, sigs[intercept], sigs[x], rho; "
+        "min bulk ESS over beta[intercept], beta[x], sigma, sigs[intercept|group_id], "
+        "sigs[x|group_id], R[intercept|group_id, x|group_id] (Stan's alpha_0, beta_0, "
+        "sigma_g, sigs, rho); "
         "sampling s includes tuning; x Stan = ESS/s divided by Stan's on the same size; "
         "end-to-end s at 4 x (1000 + 1000) = compile + sampling scaled to the issue's full "
         "run; peak RSS = the larger of the run's own process and its largest child (sampler "

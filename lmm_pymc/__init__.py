@@ -1,55 +1,110 @@
 """lmm_pymc: Bayesian linear mixed models in PyMC.
 
-Data flows one way: design -> simulation or observed data -> PyMC model -> fit ->
-checks (recovery, Stan cross-check, calibration).
+Data flows one way: formula + data -> :class:`Design` -> PyMC model -> sampling ->
+InferenceData -> checks (recovery, Stan cross-check, calibration). One entry point per
+task: :func:`simulate`, :func:`fit`, :func:`recovery_table`, :func:`run_sbc` and
+:func:`lmm_pymc.crosscheck.crosscheck`. The tutorial's model ``y ~ 1 + x + (1 + x |
+group_id)`` is the default formula and :mod:`lmm_pymc.tutorial` holds its design and values.
+
+Names are imported on first use, so ``import lmm_pymc`` (and the command line's argument
+parsing) does not load PyMC, PyTensor or the samplers.
 """
 
-from .bigdata import GroupedStatistics, group_statistics_from_files
-from .design import EFFECT_NAMES, Design
-from .fit import SAMPLERS, Diagnostics, SamplingWarning, diagnose, fit
-from .formula import GeneralDesign, design_from_formula
-from .general import GeneralSimulation, GeneralTruth, simulate_from_formula
-from .general_models import GENERAL_PARAMETRIZATIONS, build_general_model, fit_formula
-from .general_recovery import general_recovery_table
-from .models import PARAMETRIZATIONS, build_model
-from .parameters import TrueParameters, correlation_matrix, covariance_matrix
-from .priors import Priors
-from .recovery import plot_recovery, recovery_table
-from .sbc import SBCConfig, SBCResult, load_sbc, run_sbc
-from .simulate import SimulatedData, simulate
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Design": "design",
+    "GroupingFactor": "design",
+    "GroupStatistics": "design",
+    "GroupedStatistics": "design",
+    "design_from_formula": "formula",
+    "FactorTruth": "parameters",
+    "Truth": "parameters",
+    "correlation_matrix": "parameters",
+    "covariance_matrix": "parameters",
+    "Simulation": "simulation",
+    "simulate": "simulation",
+    "Priors": "priors",
+    "PARAMETRIZATIONS": "models",
+    "build_model": "models",
+    "SAMPLERS": "sampling",
+    "Diagnostics": "sampling",
+    "SamplerConfig": "sampling",
+    "SamplingWarning": "sampling",
+    "diagnose": "sampling",
+    "fit": "fitting",
+    "plot_recovery": "recovery",
+    "recovery_table": "recovery",
+    "group_statistics_from_files": "bigdata",
+    "SBCConfig": "sbc",
+    "SBCResult": "sbc",
+    "load_sbc": "sbc",
+    "run_sbc": "sbc",
+}
 
 __all__ = [
-    "EFFECT_NAMES",
-    "PARAMETRIZATIONS",
-    "SAMPLERS",
     "Design",
     "Diagnostics",
-    "SamplingWarning",
-    "diagnose",
-    "fit",
-    "plot_recovery",
-    "recovery_table",
+    "FactorTruth",
+    "GroupStatistics",
+    "GroupedStatistics",
+    "GroupingFactor",
+    "PARAMETRIZATIONS",
     "Priors",
-    "SimulatedData",
-    "TrueParameters",
+    "SAMPLERS",
+    "SBCConfig",
+    "SBCResult",
+    "SamplerConfig",
+    "SamplingWarning",
+    "Simulation",
+    "Truth",
     "build_model",
     "correlation_matrix",
     "covariance_matrix",
-    "simulate",
-    "SBCConfig",
-    "SBCResult",
-    "load_sbc",
-    "run_sbc",
-    "GroupedStatistics",
-    "group_statistics_from_files",
-    "GENERAL_PARAMETRIZATIONS",
-    "GeneralDesign",
-    "GeneralSimulation",
-    "GeneralTruth",
-    "build_general_model",
     "design_from_formula",
-    "fit_formula",
-    "general_recovery_table",
-    "simulate_from_formula",
+    "diagnose",
+    "fit",
+    "group_statistics_from_files",
+    "load_sbc",
+    "plot_recovery",
+    "recovery_table",
+    "run_sbc",
+    "simulate",
+    "tutorial",
 ]
-__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "tutorial":
+        return importlib.import_module(".tutorial", __name__)
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lmm_pymc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from . import tutorial
+    from .bigdata import group_statistics_from_files
+    from .design import Design, GroupedStatistics, GroupingFactor, GroupStatistics
+    from .fitting import fit
+    from .formula import design_from_formula
+    from .models import PARAMETRIZATIONS, build_model
+    from .parameters import FactorTruth, Truth, correlation_matrix, covariance_matrix
+    from .priors import Priors
+    from .recovery import plot_recovery, recovery_table
+    from .sampling import SAMPLERS, Diagnostics, SamplerConfig, SamplingWarning, diagnose
+    from .sbc import SBCConfig, SBCResult, load_sbc, run_sbc
+    from .simulation import Simulation, simulate

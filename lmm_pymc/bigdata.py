@@ -16,55 +16,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .design import GroupStatistics
+from .design import GroupedStatistics, GroupingFactor, GroupStatistics
 
-__all__ = ["GroupedStatistics", "group_statistics_from_files"]
+__all__ = ["group_statistics_from_files"]
 
 _SUMS = ("n", "Sx", "Sxx", "Sy", "Sxy", "Syy")
-
-
-@dataclass(frozen=True)
-class GroupedStatistics:
-    """Per-group sufficient statistics with the labels of their groups.
-
-    Attributes
-    ----------
-    group_labels : tuple
-        One label per group, in the order of the rows of ``statistics``.
-    statistics : GroupStatistics
-        ``n, XtX, XtZ, ZtZ, Xty, Zty, yty`` with one leading row per group.
-    """
-
-    group_labels: tuple
-    statistics: GroupStatistics
-
-    @property
-    def n_obs(self) -> int:
-        return int(self.statistics.n.sum())
-
-    def reorder(self, group_labels: Sequence[object]) -> GroupedStatistics:
-        """The same statistics with the groups in the order of ``group_labels``."""
-        labels = tuple(group_labels)
-        position = {label: i for i, label in enumerate(self.group_labels)}
-        missing = [g for g in labels if g not in position]
-        if missing or len(labels) != len(self.group_labels):
-            raise ValueError(
-                f"group_labels must be a permutation of the {len(self.group_labels)} groups "
-                f"found in the data, found {len(labels)} labels, unknown {missing[:5]}"
-            )
-        idx = np.array([position[g] for g in labels])
-        s = self.statistics
-        return GroupedStatistics(
-            group_labels=labels,
-            statistics=GroupStatistics(
-                *(getattr(s, f)[idx] for f in ("n", "XtX", "XtZ", "ZtZ", "Xty", "Zty", "yty"))
-            ),
-        )
 
 
 def _resolve_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
@@ -201,10 +161,12 @@ def group_statistics_from_files(
     gram = np.stack([np.stack([n, Sx], -1), np.stack([Sx, Sxx], -1)], axis=1)
     # (J, 2) = [Sy, Sxy]
     cross = np.stack([Sy, Sxy], axis=-1)
-    result = GroupedStatistics(
-        group_labels=tuple(table.index.tolist()),
-        statistics=GroupStatistics(
-            n=n, XtX=gram, XtZ=gram.copy(), ZtZ=gram.copy(), Xty=cross, Zty=cross.copy(), yty=Syy
-        ),
+    names = ("intercept", x)  # the names the formula y ~ 1 + x + (1 + x | group) gives
+    factor = GroupingFactor(name=group, labels=tuple(table.index.tolist()),
+                            index=np.zeros(0, dtype=np.int64), Z=np.zeros((0, 2)),
+                            effect_names=names)  # fmt: skip
+    stats = GroupStatistics(
+        n=n, XtX=gram, XtZ=gram.copy(), ZtZ=gram.copy(), Xty=cross, Zty=cross.copy(), yty=Syy
     )
+    result = GroupedStatistics(stats, names, factor)
     return result if group_labels is None else result.reorder(group_labels)

@@ -1,4 +1,10 @@
-"""Command line: ``lmm-pymc demo | simulate | fit | sbc``."""
+"""Command line: ``lmm-pymc demo | simulate | fit | sbc | crosscheck``.
+
+Exit codes: 0 success; 1 a check failed (the cross-check disagrees, SBC with ``--check``
+finds a non-uniform parameter); 2 bad input (the message names the argument or column);
+3 the check could not run (no Stan engine). Heavy libraries (PyMC, PyTensor, the samplers)
+are imported inside the commands, after the arguments are parsed.
+"""
 
 from __future__ import annotations
 
@@ -8,162 +14,136 @@ import time
 import warnings
 from pathlib import Path
 
-import pandas as pd
+__all__ = ["build_parser", "main"]
 
-__all__ = ["main"]
+#: Parametrizations and samplers (kept here, equal to lmm_pymc.models.PARAMETRIZATIONS and
+#: lmm_pymc.sampling.SAMPLERS, so that parsing needs no import of PyMC; a test checks it).
+PARAMETRIZATIONS = ("marginal", "cholesky", "lkj_corr")
+SAMPLERS = ("nutpie", "pymc")
+#: Stan cross-check pairs: the tutorial's programs (one per parametrization) and the general
+#: program (cholesky, any formula); equal to lmm_pymc.crosscheck.available_pairs().
+PAIRS = (*PARAMETRIZATIONS, "general")
 
 
-def _add_sampling_args(p: argparse.ArgumentParser, *, draws: int, tune: int, chains: int) -> None:
-    from .fit import SAMPLERS
-    from .models import PARAMETRIZATIONS
-
-    p.add_argument(
-        "--parametrization",
-        default="marginal",
-        choices=PARAMETRIZATIONS,
-        help="model parametrization (default: %(default)s)",
-    )
-    p.add_argument(
-        "--sampler",
-        default=SAMPLERS[0],
-        choices=SAMPLERS,
-        help="NUTS implementation (default: %(default)s)",
-    )
+def _add_sampling_args(p: argparse.ArgumentParser, *, draws: int, tune: int, chains: int,
+                       several: bool = False, seeded: bool = True) -> None:  # fmt: skip
+    """The sampler options every fitting subcommand shares (one SamplerConfig);
+    ``several``: ``--parametrization`` takes a list (the cross-check's pairs); ``seeded``:
+    a ``--sampler-seed`` option (SBC seeds every fit from its own root seed instead)."""
+    if several:
+        p.add_argument("--parametrization", nargs="+", default=None, choices=PAIRS,
+                       help="pairs to check (default: every registered pair)")  # fmt: skip
+    else:
+        p.add_argument("--parametrization", default=None, choices=PARAMETRIZATIONS,
+                       help="model parametrization (default: marginal for one grouping "
+                            "factor, else cholesky)")  # fmt: skip
+    p.add_argument("--sampler", default=SAMPLERS[0], choices=SAMPLERS,
+                   help="NUTS implementation (default: %(default)s)")  # fmt: skip
     p.add_argument(
         "--draws", type=int, default=draws, help="draws per chain (default: %(default)s)"
     )
-    p.add_argument(
-        "--tune", type=int, default=tune, help="tuning steps per chain (default: %(default)s)"
-    )
-    p.add_argument(
-        "--chains", type=int, default=chains, help="number of chains (default: %(default)s)"
-    )
+    p.add_argument("--tune", type=int, default=tune,
+                   help="tuning steps per chain (default: %(default)s)")  # fmt: skip
+    p.add_argument("--chains", type=int, default=chains,
+                   help="number of chains (default: %(default)s)")  # fmt: skip
     p.add_argument(
         "--target-accept",
         type=float,
         default=None,
         help="NUTS target acceptance rate (default: 0.99 for marginal, 0.95 otherwise)",
     )
-    p.add_argument(
-        "--sampler-seed", type=int, default=1, help="seed of the sampler (default: %(default)s)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    if seeded:
+        p.add_argument("--sampler-seed", type=int, default=1,
+                       help="seed of the sampler (default: %(default)s)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _fit_kwargs(args: argparse.Namespace) -> dict:
-    return dict(
-        parametrization=args.parametrization,
-        sampler=args.sampler,
-        draws=args.draws,
-        tune=args.tune,
-        chains=args.chains,
-        target_accept=args.target_accept,
-        random_seed=args.sampler_seed,
-        progressbar=not args.no_progress,
-    )
+def _sampler_config(args: argparse.Namespace, **over: object):
+    from .sampling import SamplerConfig
+
+    options = dict(draws=args.draws, tune=args.tune, chains=args.chains,
+                   target_accept=args.target_accept, sampler=args.sampler,
+                   random_seed=getattr(args, "sampler_seed", None),
+                   progressbar=not args.no_progress)  # fmt: skip
+    return SamplerConfig(**(options | over))
 
 
-def _print_table(table: pd.DataFrame) -> None:
-    with pd.option_context(
-        "display.width", 140, "display.max_columns", 20, "display.float_format", "{:.3f}".format
-    ):
+def _print_table(table, *, precise: bool = False) -> None:
+    """Every table the command line prints: a data frame, all columns, fixed width."""
+    import pandas as pd
+
+    fmt = "{:.6g}".format if precise else "{:.3f}".format
+    with pd.option_context("display.width", 160, "display.max_columns", 30,
+                           "display.float_format", fmt):  # fmt: skip
         print(table.to_string(index=False))
 
 
+def _posterior_summary(idata):
+    """ArviZ's summary of beta, sigma, sigs and the correlations within each factor."""
+    import arviz as az
+
+    summary = az.summary(idata, var_names=["beta", "sigma", "sigs", "R"], hdi_prob=0.94)
+    terms = [str(t) for t in idata.posterior["R"].coords["random_effect"].values]
+    # the upper triangle of each factor's block (terms are "effect|factor")
+    pairs = [f"R[{a}, {b}]" for i, a in enumerate(terms) for b in terms[i + 1 :]
+             if a.split("|", 1)[1] == b.split("|", 1)[1]]  # fmt: skip
+    keep = [i for i in summary.index if not i.startswith("R[")] + pairs
+    return summary.loc[keep].reset_index(names="parameter")
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .fit import fit
+    from . import tutorial
+    from .fitting import fit
     from .recovery import plot_recovery, recovery_table
-    from .simulate import simulate
+    from .simulation import simulate
 
     sim = simulate(seed=args.seed)
-    t = sim.truth
-    print("Simulated the tutorial's design: 3 groups x 10 rows, x = 1..10")
-    print(
-        f"  true beta = {t.beta.tolist()}, sigmas = {t.sigmas.tolist()}, rho = {t.rho}, "
-        f"residual sd = {t.sigma}  (seed {args.seed})"
-    )
+    print(f"Simulated the tutorial's design {tutorial.FORMULA!r}: 3 groups x 10 rows, x = 1..10")
+    print(f"  true beta = {list(tutorial.BETA)}, sds = {list(tutorial.SIGMAS)}, "
+          f"rho = {tutorial.RHO}, residual sd = {tutorial.SIGMA}  (seed {args.seed})")  # fmt: skip
     print(sim.data.head(6).to_string(index=False))
-    print(f"\nFitting with {args.sampler} NUTS, parametrization {args.parametrization!r} ...")
+    config = _sampler_config(args)
+    print(f"\nFitting with {config.sampler} NUTS ...")
     start = time.perf_counter()
-    idata = fit(sim, **_fit_kwargs(args))
-    print(f"done in {time.perf_counter() - start:.1f} s\n")
-    table = recovery_table(idata, t, random_effects=args.random_effects)
+    idata = fit(sim, parametrization=args.parametrization, sampling=config)
+    print(f"done in {time.perf_counter() - start:.1f} s "
+          f"(parametrization {idata.attrs['parametrization']!r})\n")  # fmt: skip
+    table = recovery_table(idata, sim.truth, random_effects=args.random_effects)
     _print_table(table)
     print(f"\n{int(table['covered'].sum())} of {len(table)} true values inside their 94% HDI")
-    plot_recovery(idata, t, args.plot)
+    plot_recovery(idata, sim.truth, args.plot)
     print(f"posterior-vs-truth plot written to {args.plot}")
     return 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .simulate import simulate
+    from . import tutorial
+    from .simulation import simulate
 
-    sim = simulate(
-        n_groups=args.groups,
-        n_per_group=args.rows,
-        beta=(args.alpha, args.beta),
-        sigmas=(args.sd_intercept, args.sd_slope),
-        rho=args.rho,
-        sigma=args.sigma,
-        seed=args.seed,
-    )
+    frame = tutorial.design_frame(args.groups, args.rows)
+    params = tutorial.parameters(beta=(args.alpha, args.beta), rho=args.rho, sigma=args.sigma,
+                                 sigmas=(args.sd_intercept, args.sd_slope))  # fmt: skip
+    sim = simulate(data=frame, **params, seed=args.seed)
     sim.data.to_csv(args.out, index=False)
     print(f"wrote {len(sim.data)} rows in {args.groups} groups to {args.out}")
     return 0
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    import arviz as az
+    import pandas as pd
 
-    from .fit import fit
+    from . import tutorial
+    from .fitting import fit
 
     path = Path(args.csv)
     if not path.is_file():
         raise ValueError(f"csv must be an existing file, found {str(path)!r}")
     data = pd.read_csv(path)
-    if args.formula:
-        return _fit_formula(args, data)
-    idata = fit(data, y=args.y, x=args.x, group=args.group, **_fit_kwargs(args))
-    summary = az.summary(
-        idata, var_names=["alpha_0", "beta_0", "sigma_g", "sigs", "rho"], hdi_prob=0.94
-    )
-    _print_table(summary.reset_index(names="parameter"))
-    if args.out:
-        idata.to_netcdf(args.out)
-        print(f"posterior written to {args.out}")
-    return 0
-
-
-def _fit_formula(args: argparse.Namespace, data: pd.DataFrame) -> int:
-    """``lmm-pymc fit data.csv --formula "..."``: the general model, named by the terms."""
-    import arviz as az
-
-    from .formula import design_from_formula
-    from .general_models import GENERAL_PARAMETRIZATIONS, fit_formula
-
-    design = design_from_formula(args.formula, data)
-    kwargs = _fit_kwargs(args)
-    # the general marginal path needs one factor, and nutpie (PyMC's NUTS is slow on its
-    # batched Cholesky factorisations)
-    single = len(design.factors) == 1 and kwargs["sampler"] == "nutpie"
-    usable = [p for p in GENERAL_PARAMETRIZATIONS if p != "marginal" or single]
-    if kwargs["parametrization"] not in usable:
-        print(f"note: parametrization {kwargs['parametrization']!r} is not available for this "
-              f"formula (choices: {', '.join(usable)}); using 'cholesky'",
-              file=sys.stderr)  # fmt: skip
-        kwargs["parametrization"] = "cholesky"
-    idata = fit_formula(args.formula, design, **kwargs)
-    summary = az.summary(idata, var_names=["beta", "sigma_g", "sigs", "R"], hdi_prob=0.94)
-    # drop the unit diagonal and the mirrored upper triangle of the block-diagonal R
-    terms = list(idata.posterior["R"].coords["random_effect"].values)
-    keep = [i for i in summary.index if not i.startswith("R[")]
-    keep += [
-        f"R[{a}, {b}]"
-        for k, a in enumerate(terms)
-        for b in terms[k + 1 :]
-        if a.split("|", 1)[1] == b.split("|", 1)[1] and f"R[{a}, {b}]" in summary.index
-    ]
-    _print_table(summary.loc[keep].reset_index(names="parameter"))
+    formula = args.formula or tutorial.formula(args.y, args.x, args.group)
+    idata = fit(data, formula, parametrization=args.parametrization,
+                sampling=_sampler_config(args))  # fmt: skip
+    print(f"{formula}  (parametrization {idata.attrs['parametrization']!r})")
+    _print_table(_posterior_summary(idata))
     if args.out:
         idata.to_netcdf(args.out)
         print(f"posterior written to {args.out}")
@@ -181,23 +161,18 @@ def _cmd_sbc(args: argparse.Namespace) -> int:
         print(f"resuming the SBC run in {out} ({len(SBCStore(out).finished())} finished)")
     else:
         fit_priors = Priors(fixed_sd=args.fit_fixed_sd) if args.fit_fixed_sd else None
-        config = SBCConfig(n_groups=args.groups, n_per_group=args.rows,
-                           parametrization=args.parametrization, sampler=args.sampler,
-                           draws=args.draws, tune=args.tune, chains=args.chains, thin=args.thin,
-                           target_accept=args.target_accept, seed=args.seed,
-                           fit_priors=fit_priors)  # fmt: skip
+        config = SBCConfig(n_groups=args.groups, n_per_group=args.rows, fit_priors=fit_priors,
+                           parametrization=args.parametrization, thin=args.thin,
+                           sampling=_sampler_config(args, progressbar=False),
+                           seed=args.seed)  # fmt: skip
     start = time.perf_counter()
     result = run_sbc(args.simulations, out, config, workers=args.workers,
                      scheduler=args.scheduler, progressbar=not args.no_progress)  # fmt: skip
-    print(
-        f"{result.n_simulations} simulations in {out} ({time.perf_counter() - start:.0f} s "
-        f"this run); ranks in 0..{config.max_rank}"
-    )
+    print(f"{result.n_simulations} simulations in {out} ({time.perf_counter() - start:.0f} s "
+          f"this run); ranks in 0..{config.max_rank}")  # fmt: skip
     diag = result.diagnostics()
-    print(
-        f"fits with divergences: {int((diag['divergences'] > 0).sum())}, "
-        f"max r_hat > 1.01: {int((diag['max_r_hat'] > 1.01).sum())}"
-    )
+    print(f"fits with divergences: {int((diag['divergences'] > 0).sum())}, "
+          f"max r_hat > 1.01: {int((diag['max_r_hat'] > 1.01).sum())}")  # fmt: skip
     table = result.uniformity(prob=args.prob)
     _print_table(table[["parameter", "passed", "max_ecdf_excess", "chi2_p_value"]])
     result.table.to_csv(out / "ranks.csv", index=False)
@@ -205,76 +180,47 @@ def _cmd_sbc(args: argparse.Namespace) -> int:
     result.plot_histograms(out / "ranks.png")
     print(f"tidy ranks in {out / 'ranks.csv'}, plots {out / 'ecdf.png'} and {out / 'ranks.png'}")
     passed = bool(table["passed"].all())
-    print("uniformity: " + ("all parameters pass" if passed else "FAILED for " + ", ".join(
-        table.loc[~table["passed"], "parameter"])))  # fmt: skip
+    failed = ", ".join(table.loc[~table["passed"], "parameter"])
+    print("uniformity: " + ("all parameters pass" if passed else f"FAILED for {failed}"))
     return 0 if passed or not args.check else 1
 
 
 def _cmd_crosscheck(args: argparse.Namespace) -> int:
+    from . import tutorial
     from .crosscheck import available_pairs, compare_posteriors, crosscheck
-    from .simulate import simulate
+    from .simulation import simulate
     from .stan import available_engines
 
     if not available_engines(args.model_lib):
-        print(
-            "lmm-pymc crosscheck: error: no Stan engine is available: pip install "
-            "'lmm_pymc[stan]' (PyStan compiles offline)",
-            file=sys.stderr,
-        )
+        print("lmm-pymc crosscheck: error: no Stan engine is available: pip install "
+              "'lmm_pymc[stan]' (PyStan compiles offline)", file=sys.stderr)  # fmt: skip
         return 3
-
-    sim = simulate(n_groups=args.groups, n_per_group=args.rows, seed=args.seed)
-    print(f"data: simulate(n_groups={args.groups}, n_per_group={args.rows}, seed={args.seed})")
+    sim = simulate(data=tutorial.design_frame(args.groups, args.rows), seed=args.seed)
+    print(f"data: the tutorial's model, {args.groups} groups x {args.rows} rows, seed {args.seed}")
     agree = True
-    for name in args.parametrization or available_pairs():
+    for name in args.parametrization or available_pairs(sim.design):
         start = time.perf_counter()
-        result = crosscheck(
-            sim,
-            name,
-            n_prior=args.prior_points,
-            n_posterior=args.posterior_points,
-            engine=args.engine,
-            model_lib=args.model_lib,
-            seed=args.sampler_seed,
-        )
+        result = crosscheck(sim, program=name, n_prior=args.prior_points,
+                            n_posterior=args.posterior_points,
+                            engine=args.engine, model_lib=args.model_lib,
+                            seed=args.sampler_seed)  # fmt: skip
         print()
-        _print_table_sci(result.table)
+        _print_table(result.table, precise=True)
         print(result.summary())
         print(f"  ({time.perf_counter() - start:.0f} s)")
         agree = agree and result.ok
         if args.posterior:
-            table = compare_posteriors(
-                sim,
-                name,
-                draws=args.draws,
-                tune=args.tune,
-                chains=args.chains,
-                seed=args.sampler_seed,
-            )
-            print(
-                f"\n{name}: posterior means, PyMC NUTS vs Stan NUTS (PyStan), "
-                f"|diff| < 4 sqrt(mcse_pymc^2 + mcse_stan^2)"
-            )
+            table = compare_posteriors(sim, program=name, draws=args.draws, tune=args.tune,
+                                       chains=args.chains, seed=args.sampler_seed)  # fmt: skip
+            print(f"\n{name}: posterior means, PyMC NUTS vs Stan NUTS (PyStan), "
+                  "|diff| < 4 sqrt(mcse_pymc^2 + mcse_stan^2)")  # fmt: skip
             _print_table(table)
             agree = agree and bool(table["agree"].all())
     print("\ncross-check: " + ("all pairs agree" if agree else "DISAGREEMENT"))
     return 0 if agree else 1
 
 
-def _print_table_sci(table: pd.DataFrame) -> None:
-    with pd.option_context(
-        "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.6g}".format
-    ):
-        print(table.to_string(index=False))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lmm-pymc",
-        description="Bayesian linear mixed models y ~ 1 + x + (1 + x | group) in PyMC.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _demo_parser(sub) -> None:
     demo = sub.add_parser("demo", help="simulate the tutorial's data, fit it and show the recovery")
     demo.add_argument(
         "--seed", type=int, default=2024, help="simulation seed (default: %(default)s)"
@@ -284,39 +230,49 @@ def build_parser() -> argparse.ArgumentParser:
         default="lmm_pymc_demo.png",
         help="where to write the posterior-vs-truth plot (default: %(default)s)",
     )
-    demo.add_argument(
-        "--random-effects",
-        action="store_true",
-        help="also list every group's random effects in the table",
-    )
+    demo.add_argument("--random-effects", action="store_true",
+                      help="also list every group's random effects in the table")  # fmt: skip
     _add_sampling_args(demo, draws=1000, tune=1000, chains=2)
     demo.set_defaults(func=_cmd_demo)
 
-    sim = sub.add_parser("simulate", help="simulate a data set to CSV")
+
+def _simulate_parser(sub) -> None:
+    sim = sub.add_parser("simulate", help="simulate the tutorial's model to a CSV file")
     sim.add_argument("--out", required=True, help="CSV file to write")
-    sim.add_argument("--groups", type=int, default=3)
-    sim.add_argument("--rows", type=int, default=10, help="rows per group, x = 1..rows")
-    sim.add_argument("--alpha", type=float, default=6.0, help="fixed intercept")
-    sim.add_argument("--beta", type=float, default=4.0, help="fixed slope")
-    sim.add_argument("--sd-intercept", type=float, default=3.0)
-    sim.add_argument("--sd-slope", type=float, default=2.0)
-    sim.add_argument("--rho", type=float, default=0.7)
-    sim.add_argument("--sigma", type=float, default=1.0, help="residual sd")
-    sim.add_argument("--seed", type=int, default=None)
+    for flag, kind, default, text in (
+        ("--groups", int, 3, "number of groups"),
+        ("--rows", int, 10, "rows per group, x = 1..rows"),
+        ("--alpha", float, 6.0, "fixed intercept"),
+        ("--beta", float, 4.0, "fixed slope"),
+        ("--sd-intercept", float, 3.0, "sd of the random intercepts"),
+        ("--sd-slope", float, 2.0, "sd of the random slopes"),
+        ("--rho", float, 0.7, "correlation of random intercepts and slopes"),
+        ("--sigma", float, 1.0, "residual sd"),
+        ("--seed", int, None, "simulation seed"),
+    ):
+        sim.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
     sim.set_defaults(func=_cmd_simulate)
 
-    fit = sub.add_parser("fit", help="fit a CSV with columns y, x and a group column")
+
+def _fit_parser(sub) -> None:
+    fit = sub.add_parser("fit", help="fit a CSV file with a formula (default: the tutorial's)")
     fit.add_argument("csv")
-    fit.add_argument("--y", default="y")
-    fit.add_argument("--x", default="x")
-    fit.add_argument("--group", default="group_id")
+    fit.add_argument(
+        "--formula",
+        default=None,
+        help='lme4/brms formula, e.g. "rt ~ 1 + cond + (1 + cond | subject) + '
+        '(1 | item)"; default: "Y ~ 1 + X + (1 + X | GROUP)" from --y/--x/--group',
+    )
+    fit.add_argument("--y", default="y", help="outcome column without --formula (default: y)")
+    fit.add_argument("--x", default="x", help="predictor column without --formula (default: x)")
+    fit.add_argument("--group", default="group_id",
+                     help="grouping column without --formula (default: group_id)")  # fmt: skip
     fit.add_argument("--out", default=None, help="NetCDF file for the posterior")
-    fit.add_argument("--formula", default=None,
-                     help='lme4/brms formula, e.g. "y ~ 1 + x + (1 + x | subject) + (1 | item)"; '
-                          "replaces --y/--x/--group and fits the general model")  # fmt: skip
     _add_sampling_args(fit, draws=1000, tune=1000, chains=4)
     fit.set_defaults(func=_cmd_fit)
 
+
+def _sbc_parser(sub) -> None:
     sbc = sub.add_parser("sbc", help="simulation-based calibration on Dask (resumable)")
     sbc.add_argument("--simulations", type=int, required=True, help="number of simulations")
     sbc.add_argument("--out", required=True, help="directory of the run (re-run to resume)")
@@ -327,23 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="LocalCluster worker processes (default: the CPUs available)",
     )
     sbc.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
-    sbc.add_argument("--groups", type=int, default=3)
-    sbc.add_argument("--rows", type=int, default=10, help="rows per group, x = 1..rows")
-    sbc.add_argument("--parametrization", default="cholesky")
-    sbc.add_argument("--sampler", default="nutpie", choices=("nutpie", "pymc"))
-    sbc.add_argument("--draws", type=int, default=500, help="draws per chain (default: 500)")
-    sbc.add_argument("--tune", type=int, default=500, help="tuning steps (default: %(default)s)")
-    sbc.add_argument("--chains", type=int, default=2, help="chains per fit (default: %(default)s)")
+    sbc.add_argument("--groups", type=int, default=3, help="groups per data set (default: 3)")
+    sbc.add_argument("--rows", type=int, default=10, help="rows per group (default: 10)")
     sbc.add_argument("--thin", type=int, default=5, help="keep every n-th draw (default: 5)")
-    sbc.add_argument("--target-accept", type=float, default=0.95)
-    sbc.add_argument("--seed", type=int, default=0, help="root seed (default: %(default)s)")
-    sbc.add_argument(
-        "--fit-fixed-sd",
-        type=float,
-        default=None,
-        help="fit with Normal(0, this) fixed-effect priors: a deliberately "
-        "miscalibrated pair, to see the check fail",
-    )
+    sbc.add_argument("--fit-fixed-sd", type=float, default=None,
+                     help="fit with Normal(0, this) fixed-effect priors: a deliberately "
+                          "miscalibrated pair, to see the check fail")  # fmt: skip
     sbc.add_argument(
         "--prob",
         type=float,
@@ -351,56 +296,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="family-wise level of the uniformity bands (default: %(default)s)",
     )
     sbc.add_argument("--check", action="store_true", help="exit 1 if a parameter fails")
-    sbc.add_argument(
-        "--restart-config",
-        action="store_true",
-        help="use the settings given here (an error if --out holds a run with other settings)",
-    )
-    sbc.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sbc.add_argument("--restart-config", action="store_true",
+                     help="use the settings given here (an error if --out holds a run with "
+                          "other settings)")  # fmt: skip
+    _add_sampling_args(sbc, draws=500, tune=500, chains=2, seeded=False)
+    sbc.add_argument("--seed", type=int, default=0, help="root seed (default: %(default)s)")
     sbc.set_defaults(func=_cmd_sbc)
 
+
+def _crosscheck_parser(sub) -> None:
     cc = sub.add_parser(
         "crosscheck", help="prove the PyMC models and the reference Stan programs agree"
     )
-    cc.add_argument(
-        "--parametrization",
-        nargs="+",
-        default=None,
-        help="pairs to check (default: every registered pair)",
-    )
-    cc.add_argument("--groups", type=int, default=3, help="simulated groups (default: %(default)s)")
-    cc.add_argument("--rows", type=int, default=10, help="rows per group (default: %(default)s)")
-    cc.add_argument("--seed", type=int, default=2024, help="simulation seed (default: %(default)s)")
+    cc.add_argument("--groups", type=int, default=3, help="simulated groups (default: 3)")
+    cc.add_argument("--rows", type=int, default=10, help="rows per group (default: 10)")
+    cc.add_argument("--seed", type=int, default=2024, help="simulation seed (default: 2024)")
     cc.add_argument(
         "--engine",
         default="auto",
         choices=("auto", "bridgestan", "pystan"),
-        help="Stan engine (default: %(default)s: BridgeStan if usable, else PyStan)",
+        help="Stan engine (default: BridgeStan if usable, else PyStan)",
     )
     cc.add_argument("--model-lib", default=None, help="prebuilt BridgeStan model library")
-    cc.add_argument(
-        "--prior-points", type=int, default=10, help="prior draws (default: %(default)s)"
-    )
+    cc.add_argument("--prior-points", type=int, default=10, help="prior draws (default: 10)")
     cc.add_argument(
         "--posterior-points",
         type=int,
         default=10,
-        help="draws of a short PyMC posterior run (default: %(default)s)",
-    )
-    cc.add_argument(
-        "--sampler-seed", type=int, default=1, help="seed of the draws (default: %(default)s)"
+        help="draws of a short PyMC posterior run (default: 10)",
     )
     cc.add_argument(
         "--posterior",
         action="store_true",
         help="also compare posterior means of PyMC NUTS and Stan NUTS",
     )
-    cc.add_argument(
-        "--draws", type=int, default=300, help="posterior draws per chain (default: %(default)s)"
-    )
-    cc.add_argument("--tune", type=int, default=300, help="tuning steps (default: %(default)s)")
-    cc.add_argument("--chains", type=int, default=2, help="chains (default: %(default)s)")
+    _add_sampling_args(cc, draws=300, tune=300, chains=2, several=True)
     cc.set_defaults(func=_cmd_crosscheck)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmm-pymc",
+        description="Bayesian linear mixed models in PyMC: simulate, fit, recover, cross-check "
+        "against Stan, calibrate. The tutorial's model y ~ 1 + x + (1 + x | group_id) is the "
+        "default.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_demo_parser, _simulate_parser, _fit_parser, _sbc_parser, _crosscheck_parser):
+        add(sub)
     return parser
 
 

@@ -1,54 +1,133 @@
-"""The design of the tutorial's model ``y ~ 1 + x + (1 + x | group)`` in matrix form.
+"""The design of a linear mixed model, for any lme4/brms formula, in matrix form.
 
-For ``N`` rows in ``J`` groups::
+For ``N`` rows, ``p`` fixed effects and grouping factors ``f = 1..F``::
 
-    X : (N, 2)     columns (intercept, x)             fixed-effects design
-    Z : (N, 2 J)   block diagonal, sparse             random-effects design
-    b : (2 J,)     (intercept_g1, slope_g1, intercept_g2, slope_g2, ...)
+    y = X beta + sum_f (Z_f * b_f[g_f]).sum(1) + e,     e ~ N(0, sigma^2)
+    b_f[j] ~ N(0, Sigma_f)    (q_f x q_f; diagonal for an uncorrelated ``||`` term)
 
-so that ``Z b`` equals the row-wise form ``sum(X * b[group], axis=1)`` used by the
-tutorial's R script (here the random-effects columns equal the fixed ones).
-This module knows nothing about PyMC or Stan.
+    X   : (N, p)     fixed-effects design, columns named by the formula's terms
+    Z_f : (N, q_f)   per-row random-effects design of factor f
+    g_f : (N,)       position of each row's level of factor f in ``labels``
+
+Stacked over the levels of every factor, ``Z`` is the sparse (N, sum_f q_f J_f) matrix of
+the tutorial's ``y = X beta + Z b + e``. The tutorial, ``y ~ 1 + x + (1 + x | group_id)``,
+is one instance (:mod:`lmm_pymc.tutorial`). A :class:`Design` is built from a formula and a
+data frame by :func:`lmm_pymc.formula.design_from_formula`.
+
+Per group of a single factor the Gaussian likelihood needs only the sums
+``n, X'X, X'Z, Z'Z, X'y, Z'y, y'y`` (:class:`GroupStatistics`), which is what the
+integrated-out model (:mod:`lmm_pymc.marginal`) evaluates. This module knows nothing about
+PyMC or Stan.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+import re
+from dataclasses import dataclass, replace
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["Design", "EFFECT_NAMES", "GroupStatistics"]
+__all__ = [
+    "RESERVED_DIMS",
+    "Design",
+    "GroupStatistics",
+    "GroupedStatistics",
+    "GroupingFactor",
+    "model_coords",
+]
 
-#: Names of the fixed and the random effects of the tutorial's model (coords
-#: ``fixed_effect`` and ``random_effect``).
-EFFECT_NAMES: tuple[str, str] = ("intercept", "x")
+#: Dimension names the models use themselves; a grouping factor may not be called like them.
+RESERVED_DIMS: tuple[str, ...] = ("obs", "fixed_effect", "random_effect", "random_effect_")
+
+_STAT_FIELDS = ("n", "XtX", "XtZ", "ZtZ", "Xty", "Zty", "yty")
 
 
-def _finite_numeric(name: str, values: object) -> np.ndarray:
-    series = pd.Series(values) if not isinstance(values, pd.Series) else values
-    if not (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)):
-        raise ValueError(
-            f"column {name!r} must be numeric, found dtype {series.dtype} "
-            f"(first values {series.head(3).tolist()})"
-        )
-    arr = series.to_numpy(dtype=float, na_value=np.nan)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise ValueError(
-            f"column {name!r} must be finite, found {arr[rows[0]]} at row {rows[0]} "
-            f"({bad.sum()} non-finite value(s) in total)"
-        )
-    return arr
+@dataclass(frozen=True)
+class GroupingFactor:
+    """One grouping factor and its random effects.
+
+    Attributes
+    ----------
+    name : str
+        The factor as written in the formula (``"subject"``, ``"g:h"``).
+    labels : tuple
+        The factor's levels, in order of first appearance in the data.
+    index : ndarray of int, shape (N,)
+        Position of each row's level in ``labels``.
+    Z : ndarray, shape (N, q)
+        Per-row random-effects design (the columns multiplying ``b[index]``).
+    effect_names : tuple of str
+        Names of the q random effects (``"intercept"``, ``"x"``, ``"c[b]"``).
+    correlated : bool
+        ``True`` for ``(... | g)`` (LKJ over q x q), ``False`` for ``(... || g)``.
+    """
+
+    name: str
+    labels: tuple
+    index: np.ndarray
+    Z: np.ndarray
+    effect_names: tuple[str, ...]
+    correlated: bool = True
+
+    @property
+    def q(self) -> int:
+        return len(self.effect_names)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def key(self) -> str:
+        """The factor name usable inside variable names (``g:h`` -> ``g_h``)."""
+        return re.sub(r"\W", "_", self.name)
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Coordinate labels of the random effects, ``"x|subject"``."""
+        return tuple(f"{e}|{self.name}" for e in self.effect_names)
+
+    @property
+    def level_dim(self) -> str:
+        """Dimension of the levels (coords: ``labels``)."""
+        return self.name
+
+    @property
+    def effect_dim(self) -> str:
+        """Dimension of the random effects (coords: ``terms``)."""
+        return f"{self.name}_effect"
+
+    @property
+    def has_correlation(self) -> bool:
+        """Whether the factor has an LKJ correlation matrix (correlated and q >= 2)."""
+        return self.correlated and self.q > 1
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Rows per level, shape (J,)."""
+        return np.bincount(self.index, minlength=self.n_levels)
+
+
+def model_coords(
+    fixed_names: tuple[str, ...], factors: tuple[GroupingFactor, ...], n_obs: int | None
+) -> dict[str, list]:
+    """Coordinates shared by every parametrization: ``obs`` (if rows are known),
+    ``fixed_effect``, ``random_effect`` (all factors' terms) and per factor its levels and
+    effects."""
+    terms = [t for f in factors for t in f.terms]
+    out: dict[str, list] = {} if n_obs is None else {"obs": list(range(n_obs))}
+    out.update({"fixed_effect": list(fixed_names), "random_effect": terms, "random_effect_": terms})
+    for f in factors:
+        out[f.level_dim] = list(f.labels)
+        out[f.effect_dim] = list(f.terms)
+        out[f.effect_dim + "_"] = list(f.terms)
+    return out
 
 
 @dataclass(frozen=True)
 class GroupStatistics:
-    """Per-group sufficient statistics of the Gaussian LMM.
+    """Per-group sufficient statistics of the Gaussian LMM with one grouping factor.
 
     Shapes for ``J`` groups, ``p`` fixed and ``q`` random effects: ``n`` (J,),
     ``XtX`` (J, p, p), ``XtZ`` (J, p, q), ``ZtZ`` (J, q, q), ``Xty`` (J, p),
@@ -63,117 +142,179 @@ class GroupStatistics:
     Zty: np.ndarray
     yty: np.ndarray
 
-
-@dataclass(frozen=True)
-class Design:
-    """Design matrices and grouping of ``y ~ 1 + x + (1 + x | group)``.
-
-    Build it with :meth:`from_dataframe` or :meth:`from_arrays`; both validate input.
-
-    Attributes
-    ----------
-    x : ndarray, shape (N,)
-        The predictor.
-    group_index : ndarray of int, shape (N,)
-        Position of each row's group in ``group_labels``.
-    group_labels : tuple
-        The user's group labels, in order of first appearance, one per group.
-    y : ndarray, shape (N,), or None
-        The outcome, absent for a design used only to simulate.
-    """
-
-    x: np.ndarray
-    group_index: np.ndarray
-    group_labels: tuple
-    y: np.ndarray | None = None
-    fixed_names: tuple[str, ...] = field(default=EFFECT_NAMES)
-    random_names: tuple[str, ...] = field(default=EFFECT_NAMES)
-
-    # ----------------------------------------------------------------- builders
     @classmethod
-    def from_arrays(
-        cls,
-        x: Sequence[float] | np.ndarray,
-        group: Sequence[object] | np.ndarray,
-        y: Sequence[float] | np.ndarray | None = None,
-    ) -> Design:
-        """Validate ``x``, ``group`` (any hashable labels) and optional ``y``."""
-        frame = {"x": np.asarray(x), "group": np.asarray(group)}
-        if y is not None:
-            frame["y"] = np.asarray(y)
-        lengths = {k: len(v) for k, v in frame.items()}
-        if len(set(lengths.values())) != 1:
-            raise ValueError(f"x, group and y must have the same length, found {lengths}")
-        return cls.from_dataframe(
-            pd.DataFrame(frame), y="y" if y is not None else None, x="x", group="group"
+    def from_rows(
+        cls, X: np.ndarray, Z: np.ndarray, y: np.ndarray, index: np.ndarray, n_groups: int
+    ) -> GroupStatistics:
+        """The sums of rows ``X`` (N, p), ``Z`` (N, q), ``y`` (N,) within each group."""
+
+        def per_group(values: np.ndarray) -> np.ndarray:
+            # sum rows of `values` (N, ...) within each group -> (J, ...), column by column
+            flat = values.reshape(values.shape[0], -1)
+            sums = [np.bincount(index, weights=flat[:, k], minlength=n_groups)
+                    for k in range(flat.shape[1])]  # fmt: skip
+            return np.stack(sums, axis=-1).reshape((n_groups,) + values.shape[1:])
+
+        return cls(
+            n=np.bincount(index, minlength=n_groups).astype(float),
+            XtX=per_group(X[:, :, None] * X[:, None, :]),
+            XtZ=per_group(X[:, :, None] * Z[:, None, :]),
+            ZtZ=per_group(Z[:, :, None] * Z[:, None, :]),
+            Xty=per_group(X * y[:, None]),
+            Zty=per_group(Z * y[:, None]),
+            yty=per_group(y * y),
         )
 
-    @classmethod
-    def from_dataframe(
-        cls,
-        data: pd.DataFrame,
-        *,
-        y: str | None = "y",
-        x: str = "x",
-        group: str = "group_id",
-    ) -> Design:
-        """Build the design from a data frame with an outcome, a predictor and a group column.
-
-        Parameters
-        ----------
-        data : pandas.DataFrame
-            One row per observation.
-        y, x, group : str
-            Column names of the outcome (``None`` for a design without outcome), the
-            predictor and the grouping factor.
+    def check(self) -> tuple[int, int, int]:
+        """Validate shapes and values; return ``(J, p, q)``.
 
         Raises
         ------
         ValueError
-            On a missing column, non-numeric or non-finite ``x`` or ``y``, missing group
-            labels, or fewer than two groups. Groups with a single row give a warning:
-            the model is still defined, but such a group tells little about its slope.
+            Naming the field, the shape or value found and what was expected.
         """
-        if not isinstance(data, pd.DataFrame):
-            raise ValueError(f"data must be a pandas DataFrame, found {type(data).__name__}")
-        needed = [c for c in (y, x, group) if c is not None]
-        missing = [c for c in needed if c not in data.columns]
-        if missing:
+        arrays = {f: np.asarray(getattr(self, f), dtype=float) for f in _STAT_FIELDS}
+        if arrays["n"].ndim != 1 or arrays["n"].shape[0] < 2:
             raise ValueError(
-                f"data is missing column(s) {missing}; expected columns {needed}, "
-                f"found {list(data.columns)}"
+                f"stats.n must have shape (J,) with J >= 2 groups, found shape {arrays['n'].shape}"
             )
-        if len(data) == 0:
-            raise ValueError("data must have at least one row, found 0 rows")
-        x_arr = _finite_numeric(x, data[x])
-        y_arr = _finite_numeric(y, data[y]) if y is not None else None
-        groups = data[group]
-        if groups.isna().any():
-            row = int(np.flatnonzero(groups.isna().to_numpy())[0])
+        J = arrays["n"].shape[0]
+        if arrays["XtZ"].ndim != 3:
+            raise ValueError(f"stats.XtZ must have shape (J, p, q), found {arrays['XtZ'].shape}")
+        p, q = arrays["XtZ"].shape[1:]
+        expected = {"n": (J,), "XtX": (J, p, p), "XtZ": (J, p, q), "ZtZ": (J, q, q),
+                    "Xty": (J, p), "Zty": (J, q), "yty": (J,)}  # fmt: skip
+        for f, shape in expected.items():
+            if arrays[f].shape != shape:
+                raise ValueError(f"stats.{f} must have shape {shape}, found {arrays[f].shape}")
+            if not np.all(np.isfinite(arrays[f])):
+                raise ValueError(f"stats.{f} must be finite, found non-finite values")
+        if np.any(arrays["n"] < 1):
             raise ValueError(
-                f"column {group!r} must not contain missing labels, found NaN at row {row}"
+                f"stats.n must count at least one row per group, found min {arrays['n'].min()}"
             )
-        codes, labels = pd.factorize(groups, sort=False)  # order of first appearance
-        if len(labels) < 2:
+        return J, p, q
+
+    def take(self, order: np.ndarray) -> GroupStatistics:
+        """The statistics of the groups at positions ``order``."""
+        return GroupStatistics(*(np.asarray(getattr(self, f))[order] for f in _STAT_FIELDS))
+
+
+@dataclass(frozen=True)
+class GroupedStatistics:
+    """Per-group sums with the names of the model they belong to: all the integrated-out
+    model needs, with or without the rows (e.g. sums accumulated from files).
+
+    Attributes
+    ----------
+    statistics : GroupStatistics
+        One leading row per level of ``factor``.
+    fixed_names : tuple of str
+        Names of the columns of ``X``.
+    factor : GroupingFactor
+        The grouping factor (its ``index`` and ``Z`` may be empty when no rows are kept).
+    """
+
+    statistics: GroupStatistics
+    fixed_names: tuple[str, ...]
+    factor: GroupingFactor
+
+    def __post_init__(self) -> None:
+        J, p, q = self.statistics.check()
+        if (J, p, q) != (self.factor.n_levels, len(self.fixed_names), self.factor.q):
             raise ValueError(
-                f"column {group!r} must have at least 2 groups to estimate group-level "
-                f"variation, found {len(labels)} ({list(labels)})"
+                f"statistics must have one row per level of {self.factor.name!r} and "
+                f"(p, q) = ({len(self.fixed_names)}, {self.factor.q}), found "
+                f"(J, p, q) = {(J, p, q)} for {self.factor.n_levels} levels"
             )
-        sizes = np.bincount(codes, minlength=len(labels))
-        singles = labels[sizes == 1].tolist()
-        if singles:
-            warnings.warn(
-                f"column {group!r} has {len(singles)} group(s) with one row ({singles[:5]}): "
-                "their random slopes are informed by the prior and the other groups only",
-                UserWarning,
-                stacklevel=2,
+
+    @property
+    def group_labels(self) -> tuple:
+        return self.factor.labels
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.statistics.n.sum())
+
+    def coords(self) -> dict[str, list]:
+        return model_coords(self.fixed_names, (self.factor,), None)
+
+    def reorder(self, group_labels: tuple | list) -> GroupedStatistics:
+        """The same statistics with the groups in the order of ``group_labels``."""
+        labels = tuple(group_labels)
+        position = {label: i for i, label in enumerate(self.group_labels)}
+        unknown = [g for g in labels if g not in position]
+        if unknown or len(labels) != len(self.group_labels) or len(set(labels)) != len(labels):
+            raise ValueError(
+                f"group_labels must be a permutation of the {len(self.group_labels)} groups "
+                f"found in the data, found {len(labels)} labels, unknown {unknown[:5]}"
             )
-        return cls(
-            x=x_arr,
-            group_index=codes.astype(np.int64),
-            group_labels=tuple(labels.tolist()),
-            y=y_arr,
-        )
+        order = np.array([position[g] for g in labels])
+        factor = replace(self.factor, labels=labels, index=np.zeros(0, dtype=np.int64),
+                         Z=np.zeros((0, self.factor.q)))  # fmt: skip
+        return GroupedStatistics(self.statistics.take(order), self.fixed_names, factor)
+
+
+@dataclass(frozen=True)
+class Design:
+    """Design of a linear mixed model (see the module docstring).
+
+    Build it with :func:`lmm_pymc.formula.design_from_formula`.
+
+    Attributes
+    ----------
+    X : ndarray, shape (N, p)
+    fixed_names : tuple of str
+        Names of the columns of ``X`` (``"intercept"``, ``"x"``, ``"c[b]"``, ``"x:c[b]"``).
+    factors : tuple of GroupingFactor
+    y : ndarray, shape (N,), or None
+        The outcome; absent for a design used only to simulate.
+    formula : str
+    response : str or None
+        Name of the outcome column.
+    """
+
+    X: np.ndarray
+    fixed_names: tuple[str, ...]
+    factors: tuple[GroupingFactor, ...]
+    y: np.ndarray | None = None
+    formula: str = ""
+    response: str | None = None
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """All random-effect labels, factor after factor (coord ``random_effect``)."""
+        return tuple(t for f in self.factors for t in f.terms)
+
+    @property
+    def Z(self) -> sp.csr_matrix:
+        """Full sparse random-effects design, shape (N, sum_f q_f J_f).
+
+        Factor after factor; within a factor the columns are interleaved per level
+        (effects of level 1, effects of level 2, ...), matching ``b_f`` flattened row-wise.
+        """
+        blocks = []
+        for f in self.factors:
+            rows = np.repeat(np.arange(self.n_obs), f.q)
+            cols = (f.index[:, None] * f.q + np.arange(f.q)[None, :]).reshape(-1)
+            blocks.append(
+                sp.csr_matrix((f.Z.reshape(-1), (rows, cols)), shape=(self.n_obs, f.q * f.n_levels))
+            )
+        return sp.hstack(blocks, format="csr")
+
+    def coords(self) -> dict[str, list]:
+        """Coordinates of every model of this design (see :func:`model_coords`)."""
+        return model_coords(self.fixed_names, self.factors, self.n_obs)
+
+    def factor(self, name: str) -> GroupingFactor:
+        for f in self.factors:
+            if f.name == name:
+                return f
+        raise ValueError(f"factor must be one of {[f.name for f in self.factors]}, found {name!r}")
 
     def with_y(self, y: np.ndarray) -> Design:
         """The same design with a new outcome vector."""
@@ -184,73 +325,22 @@ class Design:
             raise ValueError("y must be finite, found non-finite values")
         return replace(self, y=y_arr)
 
-    # --------------------------------------------------------------- properties
-    @property
-    def n_obs(self) -> int:
-        return int(self.x.shape[0])
+    def grouped_statistics(self) -> GroupedStatistics:
+        """Per-group sums of a single-factor design with outcome.
 
-    @property
-    def n_groups(self) -> int:
-        return len(self.group_labels)
-
-    @property
-    def group_sizes(self) -> np.ndarray:
-        """Rows per group, shape (J,)."""
-        return np.bincount(self.group_index, minlength=self.n_groups)
-
-    @property
-    def X(self) -> np.ndarray:
-        """Fixed-effects design, shape (N, 2): columns (intercept, x)."""
-        return np.column_stack([np.ones(self.n_obs), self.x])
-
-    @property
-    def Z_rows(self) -> np.ndarray:
-        """Per-row random-effects design, shape (N, 2); equals ``X`` in this model."""
-        return self.X
-
-    @property
-    def Z(self) -> sp.csr_matrix:
-        """Block-diagonal random-effects design, sparse, shape (N, 2 J).
-
-        Row ``i`` of group ``j`` holds ``Z_rows[i]`` in columns ``2 j`` and ``2 j + 1``,
-        matching the interleaved ``b`` = (intercept_g1, slope_g1, intercept_g2, ...).
+        Raises
+        ------
+        ValueError
+            Without ``y``, or with more than one grouping factor (crossed factors do not
+            factorise by group).
         """
-        q = self.Z_rows.shape[1]
-        rows = np.repeat(np.arange(self.n_obs), q)
-        cols = (self.group_index[:, None] * q + np.arange(q)[None, :]).reshape(-1)
-        return sp.csr_matrix(
-            (self.Z_rows.reshape(-1), (rows, cols)), shape=(self.n_obs, q * self.n_groups)
-        )
-
-    def coords(self) -> dict[str, list]:
-        """Named coordinates shared by every parametrization and the Stan output."""
-        return {
-            "obs": list(range(self.n_obs)),
-            "group": list(self.group_labels),
-            "fixed_effect": list(self.fixed_names),
-            "random_effect": list(self.random_names),
-            "random_effect_": list(self.random_names),
-        }
-
-    def group_statistics(self) -> GroupStatistics:
-        """Per-group sums ``n, X'X, X'Z, Z'Z, X'y, Z'y, y'y`` (needs ``y``)."""
         if self.y is None:
-            raise ValueError("group_statistics needs an outcome y, found a design without y")
-        J, g = self.n_groups, self.group_index
-        X, Zr, y = self.X, self.Z_rows, self.y
-
-        def per_group(values: np.ndarray) -> np.ndarray:
-            # sum rows of `values` (N, ...) within each group -> (J, ...)
-            out = np.zeros((J,) + values.shape[1:])
-            np.add.at(out, g, values)
-            return out
-
-        return GroupStatistics(
-            n=self.group_sizes.astype(float),
-            XtX=per_group(X[:, :, None] * X[:, None, :]),
-            XtZ=per_group(X[:, :, None] * Zr[:, None, :]),
-            ZtZ=per_group(Zr[:, :, None] * Zr[:, None, :]),
-            Xty=per_group(X * y[:, None]),
-            Zty=per_group(Zr * y[:, None]),
-            yty=per_group(y * y),
-        )
+            raise ValueError("design must carry an outcome y, found y=None")
+        if len(self.factors) != 1:
+            raise ValueError(
+                "the per-group sums need exactly one grouping factor, found "
+                f"{[f.name for f in self.factors]}"
+            )
+        (f,) = self.factors
+        stats = GroupStatistics.from_rows(self.X, f.Z, self.y, f.index, f.n_levels)
+        return GroupedStatistics(stats, self.fixed_names, f)

@@ -1,13 +1,4 @@
-"""From an lme4/brms formula and a data frame to the design of a general linear mixed model.
-
-The model, for ``N`` rows, ``p`` fixed effects and grouping factors ``f = 1..F``::
-
-    y = X beta + sum_f (Z_f * b_f[g_f]).sum(1) + e,     e ~ N(0, sigma^2)
-    b_f[j] ~ N(0, Sigma_f)    (q_f x q_f; diagonal for an uncorrelated ``||`` term)
-
-    X   : (N, p)     fixed-effects design, columns named by the formula's terms
-    Z_f : (N, q_f)   per-row random-effects design of factor f ("Z_rows" of the core)
-    g_f : (N,)       position of each row's level of factor f in ``labels``
+"""From an lme4/brms formula and a data frame to a :class:`~lmm_pymc.design.Design`.
 
 Formulas are parsed by ``formulae`` (the formula engine of bambi). ``formulae`` does not
 know lme4's ``||``; a term ``(1 + x || g)`` is parsed as ``(1 + x | g)`` and marked
@@ -21,18 +12,15 @@ This module knows nothing about PyMC or Stan.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+import warnings
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from .design import Design
+from .checks import finite_column
+from .design import RESERVED_DIMS, Design, GroupingFactor
 
-__all__ = ["GeneralDesign", "GroupingFactor", "design_from_formula", "split_formula"]
-
-#: Dimension names the general model uses itself; a factor may not be called like them.
-RESERVED_DIMS: tuple[str, ...] = ("obs", "fixed_effect", "random_effect", "random_effect_")
+__all__ = ["design_from_formula", "split_formula"]
 
 _GROUP_TERM = re.compile(r"\(([^()|]*?)(\|\|?)([^()|]*?)\)")
 
@@ -40,163 +28,6 @@ _GROUP_TERM = re.compile(r"\(([^()|]*?)(\|\|?)([^()|]*?)\)")
 def _effect_name(name: str) -> str:
     """formulae's ``Intercept`` / ``1`` is the core's ``intercept``."""
     return "intercept" if name in ("Intercept", "1") else name
-
-
-@dataclass(frozen=True)
-class GroupingFactor:
-    """One grouping factor and its random effects.
-
-    Attributes
-    ----------
-    name : str
-        The factor as written in the formula (``"subject"``, ``"g:h"``).
-    labels : tuple
-        The factor's levels, in order of first appearance in the data.
-    index : ndarray of int, shape (N,)
-        Position of each row's level in ``labels``.
-    Z : ndarray, shape (N, q)
-        Per-row random-effects design (the columns multiplying ``b[index]``).
-    effect_names : tuple of str
-        Names of the q random effects (``"intercept"``, ``"x"``, ``"c[b]"``).
-    correlated : bool
-        ``True`` for ``(... | g)`` (LKJ over q x q), ``False`` for ``(... || g)``.
-    """
-
-    name: str
-    labels: tuple
-    index: np.ndarray
-    Z: np.ndarray
-    effect_names: tuple[str, ...]
-    correlated: bool = True
-
-    @property
-    def q(self) -> int:
-        return len(self.effect_names)
-
-    @property
-    def n_levels(self) -> int:
-        return len(self.labels)
-
-    @property
-    def key(self) -> str:
-        """The factor name usable inside variable names (``g:h`` -> ``g_h``)."""
-        return re.sub(r"\W", "_", self.name)
-
-    @property
-    def terms(self) -> tuple[str, ...]:
-        """Coordinate labels of the random effects, ``"x|subject"``."""
-        return tuple(f"{e}|{self.name}" for e in self.effect_names)
-
-    @property
-    def level_dim(self) -> str:
-        return self.name
-
-    @property
-    def effect_dim(self) -> str:
-        return f"{self.name}_effect"
-
-
-@dataclass(frozen=True)
-class GeneralDesign:
-    """Design of a general linear mixed model (see the module docstring).
-
-    Build it with :func:`design_from_formula`.
-
-    Attributes
-    ----------
-    X : ndarray, shape (N, p)
-    fixed_names : tuple of str
-        Names of the columns of ``X`` (``"intercept"``, ``"x"``, ``"c[b]"``, ``"x:c[b]"``).
-    factors : tuple of GroupingFactor
-    y : ndarray, shape (N,), or None
-    formula : str
-    response : str or None
-        Name of the outcome column.
-    """
-
-    X: np.ndarray
-    fixed_names: tuple[str, ...]
-    factors: tuple[GroupingFactor, ...]
-    y: np.ndarray | None = None
-    formula: str = ""
-    response: str | None = None
-
-    @property
-    def n_obs(self) -> int:
-        return int(self.X.shape[0])
-
-    @property
-    def terms(self) -> tuple[str, ...]:
-        """All random-effect labels, factor after factor (coord ``random_effect``)."""
-        return tuple(t for f in self.factors for t in f.terms)
-
-    @property
-    def Z(self) -> sp.csr_matrix:
-        """Full sparse random-effects design, shape (N, sum_f q_f J_f).
-
-        Factor after factor; within a factor the columns are interleaved per level as in
-        the core's :attr:`Design.Z` (effects of level 1, effects of level 2, ...).
-        """
-        blocks = []
-        for f in self.factors:
-            rows = np.repeat(np.arange(self.n_obs), f.q)
-            cols = (f.index[:, None] * f.q + np.arange(f.q)[None, :]).reshape(-1)
-            blocks.append(
-                sp.csr_matrix((f.Z.reshape(-1), (rows, cols)), shape=(self.n_obs, f.q * f.n_levels))
-            )
-        return sp.hstack(blocks, format="csr")
-
-    def coords(self) -> dict[str, list]:
-        """Coordinates of the general model: obs, fixed_effect, random_effect and per factor."""
-        out: dict[str, list] = {
-            "obs": list(range(self.n_obs)),
-            "fixed_effect": list(self.fixed_names),
-            "random_effect": list(self.terms),
-            "random_effect_": list(self.terms),
-        }
-        for f in self.factors:
-            out[f.level_dim] = list(f.labels)
-            out[f.effect_dim] = list(f.terms)
-            out[f.effect_dim + "_"] = list(f.terms)
-        return out
-
-    def factor(self, name: str) -> GroupingFactor:
-        for f in self.factors:
-            if f.name == name:
-                return f
-        raise ValueError(f"factor must be one of {[f.name for f in self.factors]}, found {name!r}")
-
-    def with_y(self, y: np.ndarray) -> GeneralDesign:
-        """The same design with a new outcome vector."""
-        y_arr = np.asarray(y, dtype=float)
-        if y_arr.shape != (self.n_obs,):
-            raise ValueError(f"y must have shape ({self.n_obs},), found {y_arr.shape}")
-        if not np.all(np.isfinite(y_arr)):
-            raise ValueError("y must be finite, found non-finite values")
-        return replace(self, y=y_arr)
-
-    def to_design(self) -> Design:
-        """The core :class:`Design` of ``y ~ 1 + x + (1 + x | g)``, for that formula only.
-
-        Raises
-        ------
-        ValueError
-            If the design is not one intercept and one slope, with the same correlated
-            intercept and slope for a single grouping factor.
-        """
-        ok = (
-            self.fixed_names == ("intercept", self.fixed_names[-1])
-            and len(self.factors) == 1
-            and self.factors[0].effect_names == self.fixed_names
-            and self.factors[0].correlated
-        )
-        if not ok:
-            raise ValueError(
-                "to_design needs the tutorial's formula y ~ 1 + x + (1 + x | g), found "
-                f"{self.formula!r}"
-            )
-        f = self.factors[0]
-        return Design(x=self.X[:, 1].copy(), group_index=f.index, group_labels=f.labels, y=self.y)
 
 
 def split_formula(formula: str) -> tuple[str, str | None, str, dict[str, bool]]:
@@ -272,47 +103,63 @@ def _formula_columns(rhs: str, data: pd.DataFrame) -> set[str]:
     return {c for c in map(str, data.columns) if _term_mentions(rhs, c)}
 
 
-def design_from_formula(
-    formula: str,
-    data: pd.DataFrame,
-    *,
-    require_response: bool = True,
-) -> GeneralDesign:
-    """Build a :class:`GeneralDesign` from an lme4/brms formula and a data frame.
+def _split_terms(rhs: str) -> tuple[str, list[tuple[str, str]]]:
+    """``(fixed part, [(expression, factor), ...])`` of a right-hand side whose ``||`` are
+    already ``|``; an empty fixed part is lme4's implicit intercept ``1``."""
+    terms = [(expr.strip(), factor.strip().replace(" ", ""))
+             for expr, _bar, factor in _GROUP_TERM.findall(rhs)]  # fmt: skip
+    rest = [part.strip() for part in _GROUP_TERM.sub("", rhs).split("+")]
+    return " + ".join(p for p in rest if p) or "1", terms
 
-    Parameters
-    ----------
-    formula : str
-        For example ``"y ~ 1 + x + (1 + x | group_id)"``,
-        ``"rt ~ 1 + cond + (1 + cond | subject) + (1 + cond | item)"`` or
-        ``"y ~ x1 * c + (1 + x1 || g)"``.
-    data : pandas.DataFrame
-        One row per observation; group labels may be strings or numbers.
-    require_response : bool
-        With ``False`` the response may be absent from ``data`` (a design to simulate from).
 
-    Returns
-    -------
-    GeneralDesign
-        Fixed effects named by the formula's terms (``intercept``, ``x``, ``c[b]``), one
-        :class:`GroupingFactor` per random term, levels in order of first appearance.
-
-    Raises
-    ------
-    ValueError
-        Naming the term or column: an unknown column, a formula ``formulae`` cannot parse,
-        a formula without random term, a grouping factor with fewer than 2 levels, a random
-        slope on an absent variable, non-finite or missing values.
-
-    Examples
-    --------
-    >>> from lmm_pymc import simulate
-    >>> d = design_from_formula("y ~ 1 + x + (1 + x | group_id)", simulate(seed=1).data)
-    >>> d.fixed_names, d.terms
-    (('intercept', 'x'), ('intercept|group_id', 'x|group_id'))
-    """
+def _columns(
+    rhs: str, frame: pd.DataFrame, formula: str, full_rhs: str, *, what: str
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The dense (N, k) design of a formulae right-hand side without random terms, and the
+    names of its columns (``intercept``, ``x``, ``c[b]``, ``x:c[b]``)."""
     from formulae import design_matrices
 
+    try:
+        common = design_matrices(rhs, frame, na_action="error").common
+    except KeyError as err:
+        column = str(err.args[0]) if err.args else str(err)
+        raise _unknown_column_error(column, full_rhs, frame) from None
+    except Exception as err:  # formulae's ParseError, ScanError and friends
+        raise ValueError(
+            f"formula {formula!r} could not be parsed by formulae: {type(err).__name__}: {err}"
+        ) from None
+    if common is None:
+        raise ValueError(f"formula must have at least one {what}, found {formula!r}")
+    matrix = np.asarray(common.design_matrix, dtype=float)
+    names: list[str] = []
+    for term, sl in common.slices.items():
+        width = sl.stop - sl.start
+        names.extend([_effect_name(term)] if width == 1 else common.terms[term].labels)
+    if len(names) != matrix.shape[1]:  # formulae labels every column; keep a safe fallback
+        names = [f"X{k}" for k in range(matrix.shape[1])]
+    return matrix, tuple(names)
+
+
+def _warn_single_row_levels(factors: list[GroupingFactor]) -> None:
+    """Warn where a factor with random slopes has levels of a single row (data to fit)."""
+    for f in factors:
+        sizes = f.sizes
+        if f.q > 1 and (sizes == 1).any():
+            singles = [f.labels[j] for j in np.flatnonzero(sizes == 1)]
+            warnings.warn(
+                f"grouping factor {f.name!r} has {len(singles)} group(s) with one row "
+                f"({singles[:5]}): their random slopes are informed by the prior and the "
+                "other groups only",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
+def _check_formula(
+    formula: str, data: pd.DataFrame, require_response: bool
+) -> tuple[str, str | None, str, dict[str, bool]]:
+    """Check the formula and the columns it names before any matrix is built; return
+    :func:`split_formula`'s parts."""
     if not isinstance(data, pd.DataFrame):
         raise ValueError(f"data must be a pandas DataFrame, found {type(data).__name__}")
     if len(data) == 0:
@@ -346,84 +193,86 @@ def design_from_formula(
                 f"grouping factor name {name!r} clashes with a model dimension; rename the "
                 f"column (reserved: {list(RESERVED_DIMS)})"
             )
+    return rhs, response, cleaned, correlated
 
+
+def design_from_formula(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    require_response: bool = True,
+) -> Design:
+    """Build a :class:`~lmm_pymc.design.Design` from an lme4/brms formula and a data frame.
+
+    Parameters
+    ----------
+    formula : str
+        For example ``"y ~ 1 + x + (1 + x | group_id)"``,
+        ``"rt ~ 1 + cond + (1 + cond | subject) + (1 + cond | item)"`` or
+        ``"y ~ x1 * c + (1 + x1 || g)"``.
+    data : pandas.DataFrame
+        One row per observation; group labels may be strings or numbers.
+    require_response : bool
+        With ``False`` the response may be absent from ``data`` (a design to simulate from).
+
+    Returns
+    -------
+    Design
+        Fixed effects named by the formula's terms (``intercept``, ``x``, ``c[b]``), one
+        :class:`GroupingFactor` per random term, levels in order of first appearance.
+
+    Raises
+    ------
+    ValueError
+        Naming the term or column: an unknown column, a formula ``formulae`` cannot parse,
+        a formula without random term, a grouping factor with fewer than 2 levels, a random
+        slope on an absent variable, non-finite or missing values.
+
+    Examples
+    --------
+    >>> from lmm_pymc import simulate
+    >>> d = design_from_formula("y ~ 1 + x + (1 + x | group_id)", simulate(seed=1).data)
+    >>> d.fixed_names, d.terms
+    (('intercept', 'x'), ('intercept|group_id', 'x|group_id'))
+    """
+    rhs, response, cleaned, correlated = _check_formula(formula, data, require_response)
     frame = data.reset_index(drop=True)
     _check_finite(frame, _formula_columns(rhs, frame) | ({response} & set(frame.columns)))
-    try:
-        dm = design_matrices(rhs, frame, na_action="error")
-    except KeyError as err:
-        column = str(err.args[0]) if err.args else str(err)
-        raise _unknown_column_error(column, rhs, frame) from None
-    except Exception as err:  # formulae's ParseError, ScanError and friends
-        raise ValueError(
-            f"formula {formula!r} could not be parsed by formulae: {type(err).__name__}: {err}"
-        ) from None
-    if dm.common is None:
-        raise ValueError(f"formula must have at least one fixed effect, found {formula!r}")
-
-    X = np.asarray(dm.common.design_matrix, dtype=float)
-    fixed_names = []
-    for term, sl in dm.common.slices.items():
-        width = sl.stop - sl.start
-        if width == 1:
-            fixed_names.append(_effect_name(term))
-        else:
-            names = dm.common.terms[term].labels
-            fixed_names.extend(names)
-    if len(fixed_names) != X.shape[1]:  # formulae labels every column; keep a safe fallback
-        fixed_names = [f"X{k}" for k in range(X.shape[1])]
-
-    factors: list[GroupingFactor] = []
-    by_factor: dict[str, list[str]] = {}
-    for term_name in dm.group.terms:
-        fname = term_name.split("|", 1)[1]
-        by_factor.setdefault(fname, []).append(term_name)
-    for fname, term_names in by_factor.items():
+    fixed_rhs, terms = _split_terms(rhs)
+    X, fixed_names = _columns(fixed_rhs, frame, formula, rhs, what="fixed effect")
+    factors = []
+    for expr, fname in terms:
+        # (N, q): the term's own columns, never formulae's dense N x (J q) group matrix
+        Z, names = _columns(expr, frame, formula, rhs, what=f"effect in ({expr} | {fname})")
         columns = fname.split(":")
-        labels_per_row = frame[columns[0]].astype(str)
-        for col in columns[1:]:
-            labels_per_row = labels_per_row + ":" + frame[col].astype(str)
-        raw = frame[columns[0]] if len(columns) == 1 else labels_per_row
-        codes, uniques = pd.factorize(raw, sort=False)
+        raw = frame[columns[0]]
+        if len(columns) > 1:
+            raw = raw.astype(str)
+            for col in columns[1:]:
+                raw = raw + ":" + frame[col].astype(str)
+        codes, uniques = pd.factorize(raw, sort=False)  # order of first appearance
         if len(uniques) < 2:
             raise ValueError(
                 f"formula term with grouping factor {fname!r}: needs at least 2 levels to "
                 f"estimate group-level variation, found {len(uniques)} ({list(uniques)})"
             )
-        Z_parts, names = [], []
-        for term_name in term_names:
-            term = dm.group.terms[term_name]
-            # formulae's level order -> position of each row's level there
-            pos = {str(g): k for k, g in enumerate(term.groups)}
-            level_pos = np.array([pos[s] for s in labels_per_row.to_numpy()])
-            mat = sp.csr_matrix(dm.group[term_name])
-            k = mat.shape[1] // len(term.groups)
-            # (N, k): columns of this row's own level, interleaved per level in formulae
-            cols = level_pos[:, None] * k + np.arange(k)[None, :]
-            Z_parts.append(np.asarray(mat[np.arange(len(frame))[:, None], cols].toarray()))
-            expr = term_name.split("|", 1)[0]
-            if k == 1:
-                names.append(_effect_name(expr))
-            else:  # categorical random slope: 'c[b]|g[u]' -> 'c[b]'
-                names.extend(lab.split("|", 1)[0] for lab in term.labels[:k])
         factors.append(
             GroupingFactor(
                 name=fname,
                 labels=tuple(uniques.tolist()),
                 index=codes.astype(np.int64),
-                Z=np.column_stack(Z_parts),
-                effect_names=tuple(names),
+                Z=Z,
+                effect_names=names,
                 correlated=correlated.get(fname, True),
             )
         )
     y = None
     if response is not None and response in frame.columns:
-        from .design import _finite_numeric
-
-        y = _finite_numeric(response, frame[response])
-    return GeneralDesign(
+        y = finite_column(response, frame[response])
+        _warn_single_row_levels(factors)
+    return Design(
         X=X,
-        fixed_names=tuple(fixed_names),
+        fixed_names=fixed_names,
         factors=tuple(factors),
         y=y,
         formula=cleaned,

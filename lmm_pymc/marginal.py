@@ -1,110 +1,165 @@
-"""The fast path: the random effects integrated out, evaluated from per-group sums.
+"""The fast path: one grouping factor's random effects integrated out, from per-group sums.
 
 For group ``j`` with ``n_j`` rows, fixed design ``X_j`` (n_j, p), random design ``Z_j``
-(n_j, q), residual variance ``s2 = sigma_g**2`` and random-effects covariance
+(n_j, q), residual variance ``s2 = sigma**2`` and random-effects covariance
 ``Sigma = L L'``, the random effects integrate out exactly::
 
     y_j ~ N(X_j beta, V_j),   V_j = s2 I + Z_j Sigma Z_j'
 
-With ``r_j = y_j - X_j beta``, ``u_j = L' Z_j' r_j`` and the (q, q) matrix
-``A_j = I + L' Z_j'Z_j L / s2``, the matrix determinant lemma and the Woodbury identity give::
+**Well-conditioned form** (every group whose ``G_j = Z_j'Z_j`` is regular). With the
+group's least-squares fits on ``Z_j``, ``b_y = G^-1 Z'y`` and ``H = G^-1 Z'X``, and the
+residual sums of the fixed design and outcome on ``Z_j`` (``A = X'X - X'Z H``,
+``c = X'y - X'Z b_y``, ``RSS_y = y'y - Z'y . b_y``)::
 
-    log|V_j|       = n_j log s2 + log|A_j|
-    r_j' V_j^-1 r_j = r_j'r_j / s2 - u_j' A_j^-1 u_j / s2**2
+    d_j             = b_y - H beta                                     (q,)
+    RSS_j(beta)     = RSS_y - 2 c'beta + beta'A beta
+    r_j' V_j^-1 r_j = RSS_j / s2 + d_j' W_j^-1 d_j,     W_j = s2 G^-1 + Sigma
+    log|V_j|        = (n_j - q) log s2 + log|G_j| + log|W_j|
 
-(the usual ``M_j = Sigma^-1 + Z_j'Z_j / s2`` equals ``L^-T A_j L^-1``; writing it through
-``L`` avoids inverting ``Sigma`` when a group sd is near zero). ``r_j'r_j`` and ``Z_j'r_j``
-need only the sums ``n, X'X, X'Z, Z'Z, X'y, Z'y, y'y`` of :class:`~lmm_pymc.design.GroupStatistics`,
-so one evaluation of the log-likelihood and its gradient costs O(groups), not O(rows).
+A column of ``X`` that is also a column of ``Z`` (the intercept and slopes with a random
+counterpart) has no residual on ``Z``: its entries of ``A`` and ``c`` are exactly zero and
+its column of ``H`` a unit vector, so the cancellation in ``X'X - X'Z H`` never reaches the
+sampler. (The plain Woodbury form subtracts two terms of order ``y'y`` at every point: for
+x up to 1000 its rounding reaches ~1e-2 per group and NUTS stalls.)
 
-Where ``X = Z`` (this model) and ``G_j = Z_j'Z_j`` is regular, :func:`marginal_loglik`
-evaluates the same density in a well-conditioned form, with the group's OLS fit
-``b_hat_j = G_j^-1 Z_j'y_j`` and residual sum of squares ``RSS_j``::
+**Woodbury form** (groups with a singular ``Z_j'Z_j``: one row, a constant predictor, a
+level of a categorical slope absent from the group): with ``r = y - X beta``,
+``u = L' Z'r`` and ``A_w = I + L' Z'Z L / s2``::
 
-    r_j' V_j^-1 r_j = RSS_j / s2 + d_j' W_j^-1 d_j,   d_j = b_hat_j - beta,
-    log|V_j|        = (n_j - 2) log s2 + log|G_j| + log|W_j|,  W_j = s2 G_j^-1 + Sigma
+    log|V_j| = n_j log s2 + log|A_w|,   r'V^-1 r = r'r / s2 - u' A_w^-1 u / s2**2
 
-The Woodbury form subtracts two terms of order ``y'y`` at every point (for x up to 1000 the
-rounding reaches ~1e-2 per group and NUTS stalls); here that cancellation happens once, in
-the parameter-free constant ``RSS_j``.
+Every q x q matrix is handled entry by entry as a (J,) vector, with a Cholesky
+factorisation unrolled for the model's q: the graph is a few fused elementwise loops over
+the groups, which PyMC's C backend and nutpie's numba backend compile alike, and one
+gradient costs O(J q^3), never O(rows).
 
 Given a draw of the hyperparameters the random effects are exactly::
 
-    b_j ~ N(M_j^-1 Z_j' r_j / s2, M_j^-1) = L c_j,  c_j ~ N(A_j^-1 u_j / s2, A_j^-1)
+    b_j ~ N(M_j^-1 Z_j'r_j / s2, M_j^-1),  M_j = Sigma^-1 + Z_j'Z_j / s2
+        = L c_j,  c_j ~ N(A_w^-1 u_j / s2, A_w^-1)
 
 which :func:`add_random_effects` draws, with an explicit seed, after sampling.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import arviz as az
 import numpy as np
-import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from .design import EFFECT_NAMES, GroupStatistics
-from .priors import Priors
+from .checks import positive_int
+from .design import GroupedStatistics, GroupStatistics
 
 __all__ = [
     "add_random_effects",
-    "build_marginal_model",
-    "check_statistics",
     "marginal_loglik",
     "marginal_loglik_numpy",
     "random_effects_draws",
+    "stable_constants",
 ]
 
-_FIELDS = ("n", "XtX", "XtZ", "ZtZ", "Xty", "Zty", "yty")
+Matrix = list[list[object]]
 
 
-def check_statistics(stats: GroupStatistics) -> tuple[int, int, int]:
-    """Validate the shapes and values of per-group statistics; return ``(J, p, q)``.
+def _column(values: np.ndarray) -> pt.TensorConstant | float:
+    """One (J,) constant per matrix entry (the graph is a few fused elementwise loops); an
+    entry that is zero in every group is the number 0.0, which :func:`_prod` and
+    :func:`_sum` drop: a zero column of Z (a slope that never varies) then adds no terms,
+    where zero constants would leave PyTensor's gradient rewrites running for minutes."""
+    values = np.ascontiguousarray(values, dtype=float)
+    return 0.0 if not values.any() else pt.as_tensor(values)
 
-    Raises
-    ------
-    ValueError
-        Naming the field, the shape or value found and what was expected.
+
+def _is_zero(x: object) -> bool:
+    return isinstance(x, float | int) and x == 0
+
+
+def _prod(*factors: object) -> object:
+    """Product that is the number 0.0 as soon as one factor is."""
+    if any(_is_zero(f) for f in factors):
+        return 0.0
+    out = factors[0]
+    for f in factors[1:]:
+        out = out * f
+    return out
+
+
+def _sum(terms) -> object:
+    """Sum without the terms that are the number 0.0 (0.0 if none is left)."""
+    kept = [t for t in terms if not _is_zero(t)]
+    if not kept:
+        return 0.0
+    out = kept[0]
+    for t in kept[1:]:
+        out = out + t
+    return out
+
+
+def _entries(values: np.ndarray) -> Matrix:
+    """(J, a, b) numbers -> a x b nested list of (J,) constants."""
+    return [[_column(values[:, i, k]) for k in range(values.shape[2])]
+            for i in range(values.shape[1])]  # fmt: skip
+
+
+def _cholesky_logdet_quad(W: Matrix, d: list[object]) -> tuple[object, object]:
+    """``(log|W|, d' W^-1 d)`` for a symmetric positive-definite q x q ``W`` of (J,) entries,
+    by an unrolled Cholesky factorisation ``W = C C'`` and forward substitution."""
+    q = len(d)
+    C: Matrix = [[None] * q for _ in range(q)]
+    logdet, quad, v = 0.0, 0.0, [None] * q
+    for i in range(q):
+        for k in range(i + 1):
+            s = _sum([W[i][k], *(-_prod(C[i][m], C[k][m]) for m in range(k))])
+            C[i][k] = pt.sqrt(s) if i == k else _prod(s, 1.0 / C[k][k])
+        logdet = logdet + 2.0 * pt.log(C[i][i])
+        # v = C^-1 d, row by row
+        v[i] = _prod(_sum([d[i], *(-_prod(C[i][m], v[m]) for m in range(i))]), 1.0 / C[i][i])
+        quad = _sum([quad, _prod(v[i], v[i])])
+    return logdet, quad
+
+
+def stable_constants(stats: GroupStatistics) -> dict[str, np.ndarray]:
+    """Per-group constants of the well-conditioned form (module docstring), in NumPy.
+
+    Returns ``regular`` (J,) bool, ``G_inv`` (J, q, q), ``log_det_G`` (J,), ``H`` (J, q, p),
+    ``b_y`` (J, q), ``A`` (J, p, p), ``c`` (J, p), ``rss_y`` (J,). Where ``regular`` is
+    False (``Z'Z`` singular) the entries are finite placeholders.
     """
-    if not isinstance(stats, GroupStatistics):
-        raise ValueError(
-            f"stats must be a lmm_pymc.design.GroupStatistics, found {type(stats).__name__}"
-        )
-    arrays = {f: np.asarray(getattr(stats, f), dtype=float) for f in _FIELDS}
-    if arrays["n"].ndim != 1 or arrays["n"].shape[0] < 2:
-        raise ValueError(
-            f"stats.n must have shape (J,) with J >= 2 groups, found shape {arrays['n'].shape}"
-        )
-    J = arrays["n"].shape[0]
-    if arrays["XtZ"].ndim != 3:
-        raise ValueError(f"stats.XtZ must have shape (J, p, q), found {arrays['XtZ'].shape}")
-    p, q = arrays["XtZ"].shape[1:]
-    expected = {
-        "n": (J,),
-        "XtX": (J, p, p),
-        "XtZ": (J, p, q),
-        "ZtZ": (J, q, q),
-        "Xty": (J, p),
-        "Zty": (J, q),
-        "yty": (J,),
-    }
-    for f, shape in expected.items():
-        if arrays[f].shape != shape:
-            raise ValueError(f"stats.{f} must have shape {shape}, found {arrays[f].shape}")
-        if not np.all(np.isfinite(arrays[f])):
-            raise ValueError(f"stats.{f} must be finite, found non-finite values")
-    if np.any(arrays["n"] < 1):
-        raise ValueError(
-            f"stats.n must count at least one row per group, found min {arrays['n'].min()}"
-        )
-    if (p, q) != (2, 2):
-        raise ValueError(
-            "the marginal model is written for y ~ 1 + x + (1 + x | group): stats must have "
-            f"p = q = 2 effects, found p = {p}, q = {q}"
-        )
-    return J, p, q
+    G = np.asarray(stats.ZtZ, dtype=float)
+    J, q, _ = G.shape
+    p = stats.XtX.shape[1]
+    # regular: the smallest eigenvalue of the scaled Gram matrix is well above rounding
+    scale = np.sqrt(np.clip(np.einsum("jkk->jk", G), 1e-300, None))
+    eig_min = np.linalg.eigvalsh(G / scale[:, :, None] / scale[:, None, :])[:, 0]
+    regular = eig_min > 1e-10
+    G_safe = np.where(regular[:, None, None], G, np.eye(q)[None])
+    G_inv = np.linalg.inv(G_safe)
+    _, log_det_G = np.linalg.slogdet(G_safe)
+    XtZ = np.asarray(stats.XtZ, dtype=float)
+    H = G_inv @ np.swapaxes(XtZ, 1, 2)  # (J, q, p)
+    b_y = np.einsum("jqk,jk->jq", G_inv, stats.Zty)
+    A = stats.XtX - XtZ @ H
+    c = stats.Xty - np.einsum("jpq,jq->jp", XtZ, b_y)
+    rss_y = stats.yty - np.einsum("jq,jq->j", stats.Zty, b_y)
+    # a column of X identical to a column of Z (bitwise-equal sums in every group) has an
+    # exactly zero residual on Z: remove the rounding of the subtractions above
+    for i in range(p):
+        for k in range(q):
+            same = (
+                np.array_equal(stats.XtX[:, i, i], G[:, k, k])
+                and np.array_equal(XtZ[:, i, k], G[:, k, k])
+                and np.array_equal(stats.Xty[:, i], stats.Zty[:, k])
+            )
+            if same:
+                A[:, i, :] = A[:, :, i] = 0.0
+                c[:, i] = 0.0
+                H[:, :, i] = np.eye(q)[k]
+                break
+    placeholder = ~regular
+    A[placeholder], c[placeholder], rss_y[placeholder] = 0.0, 0.0, 0.0
+    return {"regular": regular, "G_inv": G_inv, "log_det_G": log_det_G, "H": H, "b_y": b_y,
+            "A": A, "c": c, "rss_y": rss_y}  # fmt: skip
 
 
 def marginal_loglik(
@@ -120,127 +175,89 @@ def marginal_loglik(
     Parameters
     ----------
     stats : GroupStatistics
-        Per-group sums (J groups, p = q = 2).
+        Per-group sums (J groups, any p and q).
     beta : tensor, shape (p,)
-        Fixed effects.
     sigma : tensor, scalar
         Residual sd.
     chol : tensor, shape (q, q)
         Lower Cholesky factor ``L`` of the random-effects covariance ``Sigma``.
     stable : bool
-        Use the well-conditioned OLS form where ``X = Z`` and ``Z'Z`` is regular (the
-        default); ``False`` keeps the plain Woodbury form everywhere (for comparison).
+        Use the well-conditioned form for every group with a regular ``Z'Z`` (the
+        default); ``False`` keeps the Woodbury form everywhere (for comparison).
 
     Returns
     -------
     pytensor TensorVariable, shape (J,)
         Every array in its graph is of size O(J); none has the number of rows.
     """
-    check_statistics(stats)
-
-    def column(values: np.ndarray) -> pt.TensorConstant:
-        # one (J,) constant per matrix entry: the graph is a few fused elementwise loops
-        return pt.as_tensor(np.ascontiguousarray(values, dtype=float))
-
-    n = column(stats.n)
-    beta = pt.as_tensor(beta)
-    L = pt.as_tensor(chol)
-    b0, b1 = beta[0], beta[1]
-    l00, l10, l11 = L[0, 0], L[1, 0], L[1, 1]  # L = [[l00, 0], [l10, l11]]
+    J, p, q = stats.check()
+    n = _column(stats.n)
+    beta, L = pt.as_tensor(beta), pt.as_tensor(chol)
+    b = [beta[i] for i in range(p)]
+    Lm = [[L[i, k] if k <= i else 0.0 for k in range(q)] for i in range(q)]
     s2 = pt.sqr(sigma)
+    log_2pi = np.log(2.0 * np.pi)
 
-    def woodbury() -> tuple[pt.TensorVariable, pt.TensorVariable]:
-        # Woodbury form, valid for every group.
-        yty = column(stats.yty)
-        xx00, xx01, xx11 = (column(stats.XtX[:, i, k]) for i, k in ((0, 0), (0, 1), (1, 1)))
-        xz00, xz01, xz10, xz11 = (column(stats.XtZ[:, i, k]) for i in (0, 1) for k in (0, 1))
-        zz00, zz01, zz11 = (column(stats.ZtZ[:, i, k]) for i, k in ((0, 0), (0, 1), (1, 1)))
-        xy0, xy1 = column(stats.Xty[:, 0]), column(stats.Xty[:, 1])
-        zy0, zy1 = column(stats.Zty[:, 0]), column(stats.Zty[:, 1])
+    def woodbury() -> tuple[object, object]:
+        XtX, XtZ, G = _entries(stats.XtX), _entries(stats.XtZ), _entries(stats.ZtZ)
+        Xty = [_column(stats.Xty[:, i]) for i in range(p)]
+        Zty = [_column(stats.Zty[:, k]) for k in range(q)]
         # (J,) r'r = y'y - 2 beta'X'y + beta'X'X beta
-        rr = yty - 2.0 * (xy0 * b0 + xy1 * b1) + xx00 * b0**2 + 2.0 * xx01 * b0 * b1 + xx11 * b1**2
-        # (J,) Z'r = Z'y - (X'Z)' beta
-        zr0 = zy0 - (xz00 * b0 + xz10 * b1)
-        zr1 = zy1 - (xz01 * b0 + xz11 * b1)
-        # (J,) u = L' Z'r
-        u0 = l00 * zr0 + l10 * zr1
-        u1 = l11 * zr1
-        # (J,) B = L' Z'Z L (symmetric 2 x 2) and A = I + B / s2, positive definite, A >= I
-        a00 = 1.0 + (l00**2 * zz00 + 2.0 * l00 * l10 * zz01 + l10**2 * zz11) / s2
-        a01 = l11 * (l00 * zz01 + l10 * zz11) / s2
-        a11 = 1.0 + l11**2 * zz11 / s2
-        det_A = a00 * a11 - a01**2
-        # u' A^-1 u for a 2 x 2 A
-        uAu = (a11 * u0**2 - 2.0 * a01 * u0 * u1 + a00 * u1**2) / det_A
-        logdet_V = n * pt.log(s2) + pt.log(det_A)
-        quad = rr / s2 - uAu / pt.sqr(s2)
-        return logdet_V, quad
+        rr = _sum(
+            [
+                _column(stats.yty),
+                *(_prod(-2.0, Xty[i], b[i]) for i in range(p)),
+                *(_prod(XtX[i][k], b[i], b[k]) for i in range(p) for k in range(p)),
+            ]
+        )
+        # (J,) Z'r = Z'y - (X'Z)' beta ; u = L' Z'r
+        Zr = [_sum([Zty[k], *(-_prod(XtZ[i][k], b[i]) for i in range(p))]) for k in range(q)]
+        u = [_sum(_prod(Lm[k][a], Zr[k]) for k in range(a, q)) for a in range(q)]
+        # A_w = I + L' G L / s2
+        GL = [[_sum(_prod(G[k][m], Lm[m][c]) for m in range(c, q)) for c in range(q)]
+              for k in range(q)]  # fmt: skip
+        Aw = [[_sum([1.0 if a == c else 0.0,
+                     _prod(_sum(_prod(Lm[k][a], GL[k][c]) for k in range(a, q)), 1.0 / s2)])
+               for c in range(q)] for a in range(q)]  # fmt: skip
+        logdet_A, uAu = _cholesky_logdet_quad(Aw, u)
+        return n * pt.log(s2) + logdet_A, rr / s2 - _prod(uAu, 1.0 / pt.sqr(s2))
 
-    ols = _ols_pieces(stats) if stable else None
-    if ols is None:
+    k = stable_constants(stats) if stable else None
+    if k is None or not k["regular"].any():
+        # no group has a regular Z'Z (or the stable form is not wanted): Woodbury alone
         logdet_V, quad = woodbury()
-        return -0.5 * (n * np.log(2.0 * np.pi) + logdet_V + quad)
-    # Well-conditioned form where X = Z and Z'Z is regular. With G = Z'Z, the
-    # per-group OLS fit b_hat = G^-1 Z'y and its residual sum of squares RSS:
-    #   r'V^-1 r = RSS / s2 + d' W^-1 d,   d = b_hat - beta,  W = s2 G^-1 + Sigma
-    #   log|V|   = (n - 2) log s2 + log|G| + log|W|
-    # The Woodbury form subtracts two terms of order y'y (1e9 and more for wide x)
-    # at every point, losing ~1e-2 per group to rounding; here that cancellation
-    # happens once, in the parameter-free constant RSS, and NUTS sees a smooth density.
-    regular, g00, g01, g11, bh0, bh1, rss, logdet_G = (column(v) for v in ols)
-    Sigma00 = l00**2
-    Sigma01 = l00 * l10
-    Sigma11 = l10**2 + l11**2
-    w00 = s2 * g00 + Sigma00
-    w01 = s2 * g01 + Sigma01
-    w11 = s2 * g11 + Sigma11
-    det_W = w00 * w11 - w01**2
-    d0, d1 = bh0 - b0, bh1 - b1
-    dWd = (w11 * d0**2 - 2.0 * w01 * d0 * d1 + w00 * d1**2) / det_W
-    stable_logdet = (n - 2.0) * pt.log(s2) + logdet_G + pt.log(det_W)
+        return -0.5 * (n * log_2pi + logdet_V + quad)
+    Sigma = [[_sum(_prod(Lm[i][m], Lm[c][m]) for m in range(min(i, c) + 1)) for c in range(q)]
+             for i in range(q)]  # fmt: skip
+    G_inv, H = _entries(k["G_inv"]), _entries(k["H"])
+    W = [[_sum([_prod(s2, G_inv[i][c]), Sigma[i][c]]) for c in range(q)] for i in range(q)]
+    d = [_sum([_column(k["b_y"][:, a]), *(-_prod(H[a][i], b[i]) for i in range(p))])
+         for a in range(q)]  # fmt: skip
+    logdet_W, dWd = _cholesky_logdet_quad(W, d)
+    rss = _column(k["rss_y"])
+    if np.any(k["A"]) or np.any(k["c"]):  # fixed effects without a random counterpart
+        A, c = _entries(k["A"]), [_column(k["c"][:, i]) for i in range(p)]
+        rss = _sum(
+            [
+                rss,
+                *(_prod(-2.0, c[i], b[i]) for i in range(p)),
+                *(_prod(A[i][m], b[i], b[m]) for i in range(p) for m in range(p)),
+            ]
+        )
+    stable_logdet = (n - q) * pt.log(s2) + _column(k["log_det_G"]) + logdet_W
     stable_quad = rss / s2 + dWd
-    if ols[0].all():
+    if k["regular"].all():
         # every group regular (the usual case): no Woodbury branch in the graph, which
         # halves its size and nutpie's compile time
         logdet_V, quad = stable_logdet, stable_quad
     else:
-        # groups with a singular Z'Z (one row, constant x) keep the Woodbury form; their
-        # stable-branch constants are finite placeholders, so gradients stay finite
+        # groups with a singular Z'Z keep the Woodbury form; their stable-branch constants
+        # are finite placeholders, so gradients stay finite
+        regular = _column(k["regular"].astype(float))
         wood_logdet, wood_quad = woodbury()
         logdet_V = pt.switch(regular > 0.5, stable_logdet, wood_logdet)
         quad = pt.switch(regular > 0.5, stable_quad, wood_quad)
-    return -0.5 * (n * np.log(2.0 * np.pi) + logdet_V + quad)
-
-
-def _ols_pieces(stats: GroupStatistics) -> tuple[np.ndarray, ...] | None:
-    """Per-group OLS constants for the well-conditioned likelihood, or None if X != Z.
-
-    Returns ``(regular, G^-1[0,0], G^-1[0,1], G^-1[1,1], b_hat0, b_hat1, RSS, log|G|)``,
-    each of shape (J,), with ``G = Z'Z``. ``regular`` is 1 where ``G`` is well conditioned
-    (at least two distinct x in the group); elsewhere the other entries are placeholders.
-    """
-    same = np.array_equal(stats.XtX, stats.ZtZ) and np.array_equal(stats.XtZ, stats.ZtZ)
-    if not (same and np.array_equal(stats.Xty, stats.Zty)):
-        return None
-    G = np.asarray(stats.ZtZ, dtype=float)
-    det_G = G[:, 0, 0] * G[:, 1, 1] - G[:, 0, 1] ** 2
-    # singular when det(G) is rounding relative to its diagonal (one row or constant x)
-    regular = det_G > 1e-10 * G[:, 0, 0] * G[:, 1, 1]
-    G_safe = np.where(regular[:, None, None], G, np.eye(2)[None])
-    G_inv = np.linalg.inv(G_safe)
-    b_hat = np.einsum("jqk,jk->jq", G_inv, stats.Zty)
-    rss = np.where(regular, stats.yty - np.einsum("jq,jq->j", stats.Zty, b_hat), 0.0)
-    _, logdet_G = np.linalg.slogdet(G_safe)
-    return (
-        regular.astype(float),
-        G_inv[:, 0, 0],
-        G_inv[:, 0, 1],
-        G_inv[:, 1, 1],
-        b_hat[:, 0],
-        b_hat[:, 1],
-        rss,
-        logdet_G,
-    )
+    return -0.5 * (n * log_2pi + logdet_V + quad)
 
 
 def marginal_loglik_numpy(
@@ -248,10 +265,10 @@ def marginal_loglik_numpy(
 ) -> np.ndarray:
     """NumPy twin of :func:`marginal_loglik` at one point, through ``M_j`` (shape (J,)).
 
-    Written independently (``M_j = Sigma^-1 + Z_j'Z_j / s2``, general q) so that the two
-    can check each other; used by the tests and by :func:`random_effects_draws`'s docs.
+    Written independently (``M_j = Sigma^-1 + Z_j'Z_j / s2``) so that the two can check
+    each other.
     """
-    check_statistics(stats)
+    stats.check()
     beta = np.asarray(beta, dtype=float)
     Sigma = np.asarray(Sigma, dtype=float)
     s2 = float(sigma) ** 2
@@ -265,144 +282,67 @@ def marginal_loglik_numpy(
     return -0.5 * (stats.n * np.log(2 * np.pi) + logdet_V + quad)
 
 
-def build_marginal_model(
-    stats: GroupStatistics,
-    group_labels: Sequence[object] | None = None,
-    *,
-    priors: Priors | None = None,
-) -> pm.Model:
-    """PyMC model of ``y ~ 1 + x + (1 + x | group)`` with the random effects integrated out.
-
-    Needs only the per-group sums, so it also fits data that never sat in memory (for
-    instance statistics accumulated chunk by chunk).
-
-    Parameters
-    ----------
-    stats : GroupStatistics
-        Per-group sums, e.g. :meth:`Design.group_statistics`.
-    group_labels : sequence, optional
-        One label per group (coordinate ``group``); default ``0 .. J-1``.
-    priors : Priors, optional
-        The same priors as every parametrization (default: the tutorial's).
-
-    Returns
-    -------
-    pymc.Model
-        Free variables ``alpha_0, beta_0, sigma_g, chol_cov`` (``LKJCholeskyCov`` with
-        ``sd_dist = HalfNormal(group_sd)``), deterministics ``sigs, R, Sigma, rho`` and the
-        potential ``y_marginal`` (the marginal log-likelihood summed over groups). The
-        random effects ``random_group`` are drawn after sampling by
-        :func:`add_random_effects`.
-
-    Examples
-    --------
-    >>> from lmm_pymc import simulate
-    >>> design = simulate(seed=1).design
-    >>> model = build_marginal_model(design.group_statistics(), design.group_labels)
-    >>> sorted(v.name for v in model.free_RVs)
-    ['alpha_0', 'beta_0', 'chol_cov', 'sigma_g']
-    """
-    J, p, q = check_statistics(stats)
-    if group_labels is None:
-        group_labels = list(range(J))
-    group_labels = list(group_labels)
-    if len(group_labels) != J or len(set(group_labels)) != J:
-        raise ValueError(
-            f"group_labels must hold {J} distinct labels (one per group of stats), found "
-            f"{len(group_labels)} labels ({len(set(group_labels))} distinct)"
-        )
-    priors = Priors() if priors is None else priors
-    coords = {
-        "group": group_labels,
-        "fixed_effect": list(EFFECT_NAMES),
-        "random_effect": list(EFFECT_NAMES),
-        "random_effect_": list(EFFECT_NAMES),
-    }
-    with pm.Model(coords=coords) as model:
-        alpha_0 = pm.Normal("alpha_0", mu=priors.fixed_mu, sigma=priors.fixed_sd)
-        beta_0 = pm.Normal("beta_0", mu=priors.fixed_mu, sigma=priors.fixed_sd)
-        sigma_g = pm.HalfNormal("sigma_g", sigma=priors.residual_sd)
-        chol, corr, stds = pm.LKJCholeskyCov(
-            "chol_cov",
-            n=q,
-            eta=priors.lkj_eta,
-            sd_dist=pm.HalfNormal.dist(sigma=priors.group_sd, shape=q),
-            compute_corr=True,
-        )
-        pm.Deterministic("sigs", stds, dims="random_effect")
-        R = pm.Deterministic("R", corr, dims=("random_effect", "random_effect_"))
-        pm.Deterministic("Sigma", chol @ chol.T, dims=("random_effect", "random_effect_"))
-        pm.Deterministic("rho", R[0, 1])
-        beta = pt.stack([alpha_0, beta_0])
-        pm.Potential("y_marginal", marginal_loglik(stats, beta, sigma_g, chol).sum())
-    return model
-
-
-def _cholesky_draws(posterior: xr.Dataset, q: int) -> np.ndarray:
-    """(S, q, q) lower Cholesky factors of Sigma, from ``chol_cov`` or else ``Sigma``."""
-    if "chol_cov" in posterior:
-        packed = posterior["chol_cov"].values.reshape(-1, q * (q + 1) // 2)
+def _cholesky_draws(posterior: xr.Dataset, key: str, q: int) -> np.ndarray:
+    """(S, q, q) lower Cholesky factors of the factor's Sigma: from ``chol_cov_<key>``
+    (``LKJCholeskyCov``, packed row by row) or ``diag(sigs_<key>)`` (uncorrelated)."""
+    if f"chol_cov_{key}" in posterior:
+        packed = posterior[f"chol_cov_{key}"].values.reshape(-1, q * (q + 1) // 2)
         L = np.zeros((packed.shape[0], q, q))
-        rows, cols = np.tril_indices(q)  # PyMC packs the lower triangle row by row
+        rows, cols = np.tril_indices(q)
         L[:, rows, cols] = packed
         return L
-    return np.linalg.cholesky(posterior["Sigma"].values.reshape(-1, q, q))
+    if f"sigs_{key}" in posterior:
+        sigs = posterior[f"sigs_{key}"].values.reshape(-1, q)
+        return sigs[:, :, None] * np.eye(q)[None]
+    raise ValueError(
+        f"posterior must contain 'chol_cov_{key}' or 'sigs_{key}' to draw the random effects, "
+        f"found variables {sorted(posterior.data_vars)}"
+    )
 
 
 def random_effects_draws(
     posterior: xr.Dataset,
-    stats: GroupStatistics,
+    grouped: GroupedStatistics,
     *,
     seed: int | np.random.Generator | None,
-    group_labels: Sequence[object] | None = None,
     chunk_elements: int = 500_000,
 ) -> xr.DataArray:
-    """Exact draws of the random effects, one per posterior draw of the hyperparameters.
+    """Exact draws of the integrated factor's random effects, one per posterior draw.
 
     For each draw, ``b_j ~ N(M_j^-1 Z_j'r_j / s2, M_j^-1)`` independently per group,
-    computed as ``b_j = L c_j`` with ``c_j ~ N(A_j^-1 u_j / s2, A_j^-1)`` (module docs).
+    computed as ``b_j = L c_j`` with ``c_j ~ N(A_w^-1 u_j / s2, A_w^-1)`` (module docs).
 
     Parameters
     ----------
     posterior : xarray.Dataset
-        Needs ``alpha_0``, ``beta_0``, ``sigma_g`` and ``chol_cov`` (or ``Sigma``), with
-        dims ``(chain, draw, ...)``.
-    stats : GroupStatistics
-        The statistics the model was fitted to.
+        Needs ``beta``, ``sigma`` and ``chol_cov_<key>`` (or ``sigs_<key>``), with dims
+        ``(chain, draw, ...)``.
+    grouped : GroupedStatistics
+        The statistics and names the model was fitted to.
     seed : int, numpy Generator or None
         Source of the normal draws; the same seed gives the same random effects.
-    group_labels : sequence, optional
-        Labels of the ``group`` coordinate (default: the posterior's, else ``0 .. J-1``).
     chunk_elements : int
         Draws x groups processed at once (bounds the temporary memory).
 
     Returns
     -------
     xarray.DataArray
-        ``random_group`` with dims ``(chain, draw, group, random_effect)``.
+        ``b_<key>`` with dims ``(chain, draw, <factor>, <factor>_effect)``.
     """
-    J, p, q = check_statistics(stats)
-    for name in ("alpha_0", "beta_0", "sigma_g"):
+    stats, f = grouped.statistics, grouped.factor
+    J, p, q = stats.check()
+    for name in ("beta", "sigma"):
         if name not in posterior:
             raise ValueError(
                 f"posterior must contain {name!r} to draw the random effects, found variables "
                 f"{sorted(posterior.data_vars)}"
             )
-    if "chol_cov" not in posterior and "Sigma" not in posterior:
-        raise ValueError("posterior must contain 'chol_cov' or 'Sigma', found neither")
-    if (
-        isinstance(chunk_elements, bool)
-        or not isinstance(chunk_elements, int)
-        or chunk_elements < 1
-    ):
-        raise ValueError(f"chunk_elements must be a positive integer, found {chunk_elements!r}")
+    chunk_elements = positive_int("chunk_elements", chunk_elements)
     rng = np.random.default_rng(seed)
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
-    beta_all = np.stack(
-        [posterior["alpha_0"].values.reshape(-1), posterior["beta_0"].values.reshape(-1)], axis=1
-    )  # (S, p)
-    s2_all = posterior["sigma_g"].values.reshape(-1) ** 2  # (S,)
-    L_all = _cholesky_draws(posterior, q)  # (S, q, q)
+    beta_all = posterior["beta"].values.reshape(-1, p)  # (S, p)
+    s2_all = posterior["sigma"].values.reshape(-1) ** 2  # (S,)
+    L_all = _cholesky_draws(posterior, f.key, q)  # (S, q, q)
     S = beta_all.shape[0]
     out = np.empty((S, J, q))
     step = max(1, chunk_elements // J)
@@ -420,41 +360,31 @@ def random_effects_draws(
         # c - mean ~ N(0, A^-1) = C^-T eps
         c = mean_c + np.linalg.solve(np.swapaxes(C, -1, -2), eps[..., None])[..., 0]
         out[sl] = np.einsum("sak,sjk->sja", L, c)  # b = L c
-    if group_labels is None:
-        group_labels = (
-            posterior.coords["group"].values.tolist() if "group" in posterior.coords else range(J)
-        )
-    group_labels = list(group_labels)
-    if len(group_labels) != J:
-        raise ValueError(f"group_labels must hold {J} labels, found {len(group_labels)}")
     return xr.DataArray(
         out.reshape(n_chain, n_draw, J, q),
-        dims=("chain", "draw", "group", "random_effect"),
+        dims=("chain", "draw", f.level_dim, f.effect_dim),
         coords={
             "chain": posterior.coords["chain"].values,
             "draw": posterior.coords["draw"].values,
-            "group": group_labels,
-            "random_effect": list(EFFECT_NAMES),
+            f.level_dim: list(f.labels),
+            f.effect_dim: list(f.terms),
         },
-        name="random_group",
+        name=f"b_{f.key}",
     )
 
 
 def add_random_effects(
     idata: az.InferenceData,
-    stats: GroupStatistics,
+    grouped: GroupedStatistics,
     *,
     seed: int | np.random.Generator | None,
-    group_labels: Sequence[object] | None = None,
 ) -> az.InferenceData:
-    """Add ``random_group`` (chain, draw, group, random_effect) to ``idata.posterior``.
-
-    See :func:`random_effects_draws`; returns the same (modified) ``idata``.
-    """
+    """Add ``b_<key>`` to ``idata.posterior`` (see :func:`random_effects_draws`); returns
+    the same (modified) ``idata``."""
     if not isinstance(idata, az.InferenceData) or "posterior" not in idata.groups():
         raise ValueError(
             f"idata must be an arviz InferenceData with a posterior, found {type(idata).__name__}"
         )
-    draws = random_effects_draws(idata.posterior, stats, seed=seed, group_labels=group_labels)
-    idata.posterior["random_group"] = draws
+    draws = random_effects_draws(idata.posterior, grouped, seed=seed)
+    idata.posterior[draws.name] = draws
     return idata

@@ -1,33 +1,36 @@
-"""PyMC models of ``y ~ 1 + x + (1 + x | group)``, built from a :class:`~lmm_pymc.design.Design`.
+"""PyMC models of any formula's linear mixed model: one builder for every parametrization.
 
-Every parametrization exposes the same named quantities, with the names of the Stan
-files in ``stan_reference/``:
+::
 
-==============  =================================  ===========================
-name            meaning                            dims
-==============  =================================  ===========================
-alpha_0         fixed intercept                    ()
-beta_0          fixed slope                        ()
-sigma_g         residual sd                        ()
-sigs            sds of random intercept and slope  (random_effect,)
-R               correlation matrix                 (random_effect, random_effect_)
-rho             correlation R[0, 1]                ()
-Sigma           diag(sigs) R diag(sigs)            (random_effect, random_effect_)
-random_group    per-group random effects b         (group, random_effect)
-==============  =================================  ===========================
+    beta     ~ Normal(fixed_mu, fixed_sd)                   dims fixed_effect
+    sigma    ~ HalfNormal(residual_sd)                      residual sd
+    per factor f (key k = factor name with ':' -> '_'):
+      correlated, q_f >= 2:   Sigma_f = diag(sigs_f) R_f diag(sigs_f),  R_f ~ LKJ(lkj_eta)
+      uncorrelated or q_f = 1: Sigma_f = diag(sigs_f)^2
+      sigs_f ~ HalfNormal(group_sd)
+      b_k[j] ~ N(0, Sigma_f)                                dims (<factor>, <factor>_effect)
+    y ~ Normal(X beta + sum_f (Z_f * b_f[g_f]).sum(1), sigma)
 
-Parametrizations (see :data:`PARAMETRIZATIONS`):
+Named results, the same in every parametrization (and in the Stan programs' output):
+``beta``, ``sigma``, ``sigs`` (dims ``random_effect``, coords ``"x|subject"``), ``R``
+(``random_effect, random_effect_``; block diagonal over the factors) and per factor ``b_k``.
 
-``lkj_corr``
-    The tutorial's Stan model term for term: ``R ~ LKJ(eta)`` as an explicit correlation
-    matrix, ``sigs ~ HalfNormal``, centred ``random_group[j] ~ MvNormal(0, Sigma)``.
-``cholesky``
-    ``LKJCholeskyCov(eta, sd_dist=HalfNormal)`` on the packed Cholesky factor ``L`` of
-    Sigma, non-centred random effects ``z ~ Normal(0, 1)``, ``b = z L'``.
+Parametrizations (:data:`PARAMETRIZATIONS`):
+
 ``marginal``
-    The random effects integrated out exactly (:mod:`lmm_pymc.marginal`): the same priors
-    and ``LKJCholeskyCov`` as ``cholesky``, a likelihood from per-group sums (O(groups) per
-    gradient); ``random_group`` is drawn exactly after sampling.
+    One grouping factor's random effects integrated out exactly (:mod:`lmm_pymc.marginal`):
+    ``LKJCholeskyCov`` for the covariance (``sigs_k`` for an uncorrelated factor) and a
+    likelihood from per-group sums, O(groups) per gradient. ``b_k`` is drawn exactly after
+    sampling by :func:`lmm_pymc.fit`. The default wherever the formula has one factor.
+``cholesky``
+    ``LKJCholeskyCov(eta, sd_dist=HalfNormal)`` on the packed Cholesky factor ``L_k``,
+    non-centred ``z_k ~ Normal(0, 1)``, ``b_k = z_k L_k'``. Any q, crossed factors; the
+    default for more than one factor.
+``lkj_corr``
+    The tutorial's Stan model term for term: ``R_k ~ LKJ(eta)`` as an explicit correlation
+    matrix, ``sigs_k ~ HalfNormal``, centred ``b_k ~ MvNormal(0, Sigma_k)``. Refused for a
+    correlated factor with q > 2 (PyMC's LKJCorr transform can leave the positive-definite
+    set there).
 """
 
 from __future__ import annotations
@@ -36,117 +39,162 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from .design import Design
-from .marginal import build_marginal_model
+from .checks import choice
+from .design import Design, GroupedStatistics, GroupingFactor
+from .marginal import marginal_loglik
 from .priors import Priors
 
-__all__ = ["PARAMETRIZATIONS", "build_model", "SCALAR_PARAMETERS"]
+__all__ = ["PARAMETRIZATIONS", "build_model", "resolve_parametrization"]
 
 #: Names of the parametrizations :func:`build_model` accepts.
-PARAMETRIZATIONS: tuple[str, ...] = ("lkj_corr", "cholesky", "marginal")
-
-#: Scalar summaries every parametrization exposes (``sigs`` has one per random effect).
-SCALAR_PARAMETERS: tuple[str, ...] = ("alpha_0", "beta_0", "sigma_g", "sigs", "rho")
+PARAMETRIZATIONS: tuple[str, ...] = ("marginal", "cholesky", "lkj_corr")
 
 
-def _check_parametrization(parametrization: str) -> str:
-    if parametrization not in PARAMETRIZATIONS:
+def resolve_parametrization(
+    data: Design | GroupedStatistics, parametrization: str | None = None
+) -> str:
+    """The parametrization to use for ``data``: ``parametrization`` after checking that it
+    applies, or the default (``marginal`` for one grouping factor, else ``cholesky``)."""
+    factors = (data.factor,) if isinstance(data, GroupedStatistics) else data.factors
+    if parametrization is None:
+        return "marginal" if len(factors) == 1 else "cholesky"
+    choice("parametrization", parametrization, PARAMETRIZATIONS)
+    if isinstance(data, GroupedStatistics) and parametrization != "marginal":
         raise ValueError(
-            f"parametrization must be one of {list(PARAMETRIZATIONS)}, found {parametrization!r}"
+            "data given as per-group statistics can only be fitted with parametrization="
+            f"'marginal', found parametrization={parametrization!r}"
         )
+    if parametrization == "marginal" and len(factors) != 1:
+        raise ValueError(
+            "parametrization 'marginal' needs exactly one grouping factor, found "
+            f"{[f.name for f in factors]}; use 'cholesky' for crossed factors"
+        )
+    if parametrization == "lkj_corr":
+        big = [f"{f.name} (q = {f.q})" for f in factors if f.correlated and f.q > 2]
+        if big:
+            raise ValueError(
+                "parametrization 'lkj_corr' is limited to q <= 2 correlated effects per factor "
+                f"(PyMC's LKJCorr transform is unsafe beyond), found {big}; use 'cholesky'"
+            )
     return parametrization
 
 
-def _fixed_and_residual(design: Design, priors: Priors) -> tuple[pt.TensorVariable, ...]:
-    """alpha_0, beta_0, sigma_g and the data containers, in the current model context."""
-    x = pm.Data("x", design.x, dims="obs")
-    group_idx = pm.Data("group_idx", design.group_index, dims="obs")
-    alpha_0 = pm.Normal("alpha_0", mu=priors.fixed_mu, sigma=priors.fixed_sd)
-    beta_0 = pm.Normal("beta_0", mu=priors.fixed_mu, sigma=priors.fixed_sd)
-    sigma_g = pm.HalfNormal("sigma_g", sigma=priors.residual_sd)
-    return x, group_idx, alpha_0, beta_0, sigma_g
+def _covariance(
+    f: GroupingFactor, parametrization: str, priors: Priors
+) -> tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable | None]:
+    """``(sigs (q,), R (q, q), L)`` of one factor; ``L`` is the Cholesky factor of Sigma
+    (``None`` for the centred ``lkj_corr`` parametrization, which needs Sigma itself)."""
+    k = f.key
+    if not f.has_correlation:
+        sigs = pm.HalfNormal(f"sigs_{k}", sigma=priors.group_sd, dims=f.effect_dim)
+        return sigs, pt.eye(f.q), pt.diag(sigs)
+    if parametrization == "lkj_corr":
+        sigs = pm.HalfNormal(f"sigs_{k}", sigma=priors.group_sd, dims=f.effect_dim)
+        # free variable: the upper triangle of R, interval transform
+        R = pm.LKJCorr(f"R_upper_{k}", n=f.q, eta=priors.lkj_eta, return_matrix=True)
+        return sigs, R, None
+    chol, corr, stds = pm.LKJCholeskyCov(
+        f"chol_cov_{k}",
+        n=f.q,
+        eta=priors.lkj_eta,
+        sd_dist=pm.HalfNormal.dist(sigma=priors.group_sd, shape=f.q),
+        compute_corr=True,
+        store_in_trace=False,
+    )
+    return stds, corr, chol
 
 
-def _likelihood(design, x, group_idx, alpha_0, beta_0, sigma_g, random_group) -> None:
-    # (N,) = X beta + (Z_rows * b[group]).sum(1), with X = Z_rows = (1, x)
-    b = random_group[group_idx]
-    mu = alpha_0 + beta_0 * x + b[:, 0] + b[:, 1] * x
-    pm.Normal("y", mu=mu, sigma=sigma_g, observed=design.y, dims="obs")
+def _random_effects(f: GroupingFactor, parametrization: str, sigs, R, L) -> pt.TensorVariable:
+    """``b_k`` (J, q) of one factor, non-centred (``cholesky``) or centred (``lkj_corr``)."""
+    k, dims = f.key, (f.level_dim, f.effect_dim)
+    if parametrization == "cholesky":
+        z = pm.Normal(f"z_{k}", 0.0, 1.0, dims=dims)
+        # (J, q): row j is L z_j, so b_j ~ N(0, L L')
+        return pm.Deterministic(f"b_{k}", z @ L.T, dims=dims)
+    if not f.has_correlation:
+        return pm.Normal(f"b_{k}", 0.0, sigs[None, :], dims=dims)
+    # (q, q) = diag(sigs) R diag(sigs)
+    Sigma = sigs[:, None] * R * sigs[None, :]
+    return pm.MvNormal(f"b_{k}", mu=np.zeros(f.q), cov=Sigma, dims=dims)
 
 
 def build_model(
-    design: Design,
-    parametrization: str = "lkj_corr",
+    data: Design | GroupedStatistics,
+    parametrization: str | None = None,
     *,
     priors: Priors | None = None,
 ) -> pm.Model:
-    """Build the PyMC model of ``y ~ 1 + x + (1 + x | group)`` for a design with outcome.
+    """Build the PyMC model of a design (module docstring).
 
     Parameters
     ----------
-    design : Design
-        Validated design with ``y`` (see :meth:`Design.from_dataframe`).
-    parametrization : {"lkj_corr", "cholesky", "marginal"}
-        ``lkj_corr`` mirrors the tutorial's Stan model term for term; ``cholesky`` uses
-        ``LKJCholeskyCov`` with non-centred random effects; ``marginal`` integrates the
-        random effects out (:func:`lmm_pymc.marginal.build_marginal_model`, no ``obs``
-        coordinate, ``random_group`` is drawn after sampling by ``fit``).
+    data : Design or GroupedStatistics
+        A design with outcome (:func:`lmm_pymc.formula.design_from_formula`), or per-group
+        sums for ``marginal``.
+    parametrization : {"marginal", "cholesky", "lkj_corr"}, optional
+        Default: ``marginal`` for one grouping factor, else ``cholesky``.
     priors : Priors, optional
-        Prior configuration; defaults to the tutorial's priors.
+        ``fixed_mu, fixed_sd`` for every entry of ``beta``, ``residual_sd``, ``group_sd``
+        for every random-effect sd, ``lkj_eta`` for every correlated factor (default: the
+        tutorial's).
 
     Returns
     -------
     pymc.Model
-        With coords ``obs``, ``group`` (the user's labels), ``fixed_effect``,
-        ``random_effect`` and ``random_effect_``.
+        With the coords of :meth:`Design.coords` (no ``obs`` for ``marginal``).
 
     Examples
     --------
     >>> from lmm_pymc import simulate
-    >>> model = build_model(simulate(seed=1).design, "cholesky")
-    >>> sorted(v.name for v in model.free_RVs)
-    ['alpha_0', 'beta_0', 'chol_cov', 'sigma_g', 'z']
+    >>> design = simulate(seed=1).design
+    >>> sorted(v.name for v in build_model(design, "cholesky").free_RVs)
+    ['beta', 'chol_cov_group_id', 'sigma', 'z_group_id']
+    >>> sorted(v.name for v in build_model(design).free_RVs)
+    ['beta', 'chol_cov_group_id', 'sigma']
     """
-    _check_parametrization(parametrization)
-    if not isinstance(design, Design):
-        raise ValueError(f"design must be a lmm_pymc.Design, found {type(design).__name__}")
-    if design.y is None:
+    if not isinstance(data, Design | GroupedStatistics):
+        raise ValueError(
+            f"data must be a lmm_pymc.Design or GroupedStatistics, found {type(data).__name__}"
+        )
+    if isinstance(data, Design) and data.y is None:
         raise ValueError("design must carry an outcome y to build a model, found y=None")
+    parametrization = resolve_parametrization(data, parametrization)
     priors = Priors() if priors is None else priors
-    if parametrization == "marginal":
-        return build_marginal_model(design.group_statistics(), design.group_labels, priors=priors)
-    q = len(design.random_names)
+    if not isinstance(priors, Priors):
+        raise ValueError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
+    grouped = data if isinstance(data, GroupedStatistics) else None
+    if grouped is None and parametrization == "marginal":
+        grouped = data.grouped_statistics()
+    factors = (grouped.factor,) if grouped is not None else data.factors
+    keys = [f.key for f in factors]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"grouping factor names must stay distinct as {keys}, found duplicates")
+    coords = grouped.coords() if parametrization == "marginal" else data.coords()
 
-    with pm.Model(coords=design.coords()) as model:
-        x, group_idx, alpha_0, beta_0, sigma_g = _fixed_and_residual(design, priors)
-        if parametrization == "lkj_corr":
-            sigs = pm.HalfNormal("sigs", sigma=priors.group_sd, dims="random_effect")
-            # free variable: the upper triangle of R (one value for 2 x 2), interval transform
-            R = pm.LKJCorr("R_upper", n=q, eta=priors.lkj_eta, return_matrix=True)
-            R = pm.Deterministic("R", R, dims=("random_effect", "random_effect_"))
-            # (q, q) = diag(sigs) R diag(sigs)
-            Sigma = pm.Deterministic(
-                "Sigma", sigs[:, None] * R * sigs[None, :], dims=("random_effect", "random_effect_")
-            )
-            random_group = pm.MvNormal(
-                "random_group", mu=np.zeros(q), cov=Sigma, dims=("group", "random_effect")
-            )
-        else:  # cholesky
-            chol, corr, stds = pm.LKJCholeskyCov(
-                "chol_cov",
-                n=q,
-                eta=priors.lkj_eta,
-                sd_dist=pm.HalfNormal.dist(sigma=priors.group_sd, shape=q),
-                compute_corr=True,
-            )
-            pm.Deterministic("sigs", stds, dims="random_effect")
-            R = pm.Deterministic("R", corr, dims=("random_effect", "random_effect_"))
-            pm.Deterministic("Sigma", chol @ chol.T, dims=("random_effect", "random_effect_"))
-            z = pm.Normal("z", 0.0, 1.0, dims=("group", "random_effect"))
-            # (J, q): row j is L z_j, so b_j ~ N(0, L L') = N(0, Sigma)
-            random_group = pm.Deterministic(
-                "random_group", z @ chol.T, dims=("group", "random_effect")
-            )
-        pm.Deterministic("rho", R[0, 1])
-        _likelihood(design, x, group_idx, alpha_0, beta_0, sigma_g, random_group)
+    with pm.Model(coords=coords) as model:
+        beta = pm.Normal("beta", mu=priors.fixed_mu, sigma=priors.fixed_sd, dims="fixed_effect")
+        sigma = pm.HalfNormal("sigma", sigma=priors.residual_sd)
+        all_sigs, blocks, mu = [], [], None
+        if parametrization != "marginal":
+            X = pm.Data("X", data.X, dims=("obs", "fixed_effect"))
+            mu = X @ beta
+        for f in factors:
+            sigs, R, L = _covariance(f, parametrization, priors)
+            all_sigs.append(sigs)
+            blocks.append(R)
+            if parametrization == "marginal":
+                loglik = marginal_loglik(grouped.statistics, beta, sigma, L)
+                pm.Potential("y_marginal", loglik.sum())
+                continue
+            b = _random_effects(f, parametrization, sigs, R, L)
+            Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))
+            index = pm.Data(f"index_{f.key}", f.index, dims="obs")
+            # (N,) += (Z_f * b_f[g_f]).sum(1)
+            mu = mu + (Z * b[index]).sum(axis=1)
+        pm.Deterministic("sigs", pt.concatenate(all_sigs), dims="random_effect")
+        pm.Deterministic(
+            "R", pt.linalg.block_diag(*blocks), dims=("random_effect", "random_effect_")
+        )
+        if parametrization != "marginal":
+            pm.Normal("y", mu=mu, sigma=sigma, observed=data.y, dims="obs")
     return model

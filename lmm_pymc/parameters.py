@@ -1,30 +1,39 @@
-"""Parameters of the linear mixed model and their validation.
+"""Parameters of the linear mixed model, their validation and their names.
 
-The model (for group ``j`` and its rows ``i``)::
+The model (:mod:`lmm_pymc.design`), per grouping factor ``f`` and level ``j``::
 
-    y_ij = X_ij beta + Z_ij b_j + e_ij,   e_ij ~ N(0, sigma^2)
-    b_j ~ N(0, Sigma),                    Sigma = diag(sigmas) R diag(sigmas)
+    y = X beta + sum_f (Z_f * b_f[g_f]).sum(1) + e,   e ~ N(0, sigma^2)
+    b_f[j] ~ N(0, Sigma_f),                           Sigma_f = diag(sigs_f) R_f diag(sigs_f)
 
-``beta`` are the fixed effects, ``sigmas`` the standard deviations of the random
-effects, ``R`` their correlation matrix and ``sigma`` the residual standard deviation.
-This module knows nothing about PyMC or Stan: it holds numbers and checks them.
+``beta`` are the fixed effects, ``sigs_f`` the standard deviations of factor f's random
+effects, ``R_f`` their correlation matrix and ``sigma`` the residual standard deviation.
+
+Names, the same in every parametrization, in the posterior and in :class:`Truth`:
+``beta[<fixed effect>]``, ``sigma``, ``sigs[<effect>|<factor>]`` (coord ``random_effect``),
+``R[<a>|<factor>, <b>|<factor>]`` (block diagonal over the factors) and, per factor with key
+``k``, ``b_k[<level>, <effect>|<factor>]``. This module knows nothing about PyMC or Stan.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from .design import Design
+
 __all__ = [
-    "TrueParameters",
+    "FactorTruth",
+    "Truth",
     "correlation_matrix",
     "covariance_matrix",
+    "positive_vector",
+    "validate_correlation",
 ]
 
 
-def _as_positive_vector(name: str, value: float | Sequence[float] | np.ndarray) -> np.ndarray:
+def positive_vector(name: str, value: float | Sequence[float] | np.ndarray) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(value, dtype=float))
     if arr.ndim != 1:
         raise ValueError(
@@ -96,7 +105,7 @@ def covariance_matrix(
     array([[9. , 4.2],
            [4.2, 4. ]])
     """
-    s = _as_positive_vector("sigmas", sigmas)
+    s = positive_vector("sigmas", sigmas)
     r = validate_correlation(R)
     if r.shape[0] != s.size:
         raise ValueError(
@@ -108,92 +117,80 @@ def covariance_matrix(
 
 
 @dataclass(frozen=True)
-class TrueParameters:
-    """The true values behind a simulated data set.
+class FactorTruth:
+    """True group-level parameters of one grouping factor.
+
+    Attributes
+    ----------
+    sigmas : ndarray, shape (q,)
+    R : ndarray, shape (q, q)
+    b : ndarray, shape (J, q)
+        Row ``j`` for the factor's ``labels[j]``.
+    """
+
+    sigmas: np.ndarray
+    R: np.ndarray
+    b: np.ndarray
+
+    @property
+    def Sigma(self) -> np.ndarray:
+        """``diag(sigmas) R diag(sigmas)``."""
+        return covariance_matrix(self.sigmas, self.R)
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The values behind a simulated data set.
 
     Attributes
     ----------
     beta : ndarray, shape (p,)
-        Fixed effects; for the tutorial's model ``(alpha_0, beta_0)`` = (intercept, slope).
-    sigmas : ndarray, shape (q,)
-        Standard deviations of the random effects (``sigs`` in the models).
-    R : ndarray, shape (q, q)
-        Correlation matrix of the random effects.
+        In the order of ``design.fixed_names``.
     sigma : float
-        Residual standard deviation (``sigma_g`` in the models).
-    b : ndarray, shape (J, q)
-        Per-group random effects, row ``j`` for ``group_labels[j]``.
-    group_labels : tuple
-        The group labels, in the order of the rows of ``b``.
-    fixed_names, random_names : tuple of str
-        Names of the fixed and random effects (coords ``fixed_effect``, ``random_effect``).
+        Residual sd.
+    factors : dict
+        Factor name -> :class:`FactorTruth`.
+    design : Design
+        The design the values belong to (names, labels).
     """
 
     beta: np.ndarray
-    sigmas: np.ndarray
-    R: np.ndarray
     sigma: float
-    b: np.ndarray
-    group_labels: tuple = field(default=())
-    fixed_names: tuple[str, ...] = ("intercept", "x")
-    random_names: tuple[str, ...] = ("intercept", "x")
+    factors: dict[str, FactorTruth]
+    design: Design
 
-    def __post_init__(self) -> None:
-        beta = np.atleast_1d(np.asarray(self.beta, dtype=float))
-        if not np.all(np.isfinite(beta)):
-            raise ValueError(f"beta must be finite, found {beta.tolist()}")
-        sigmas = _as_positive_vector("sigmas", self.sigmas)
-        R = validate_correlation(self.R)
-        if R.shape[0] != sigmas.size:
-            raise ValueError(
-                f"R must be {sigmas.size} x {sigmas.size} to match sigmas, found shape {R.shape}"
-            )
-        sigma = float(self.sigma)
-        if not np.isfinite(sigma) or sigma <= 0:
-            raise ValueError(f"sigma (residual sd) must be > 0, found {self.sigma!r}")
-        b = np.asarray(self.b, dtype=float)
-        if b.ndim != 2 or b.shape[1] != sigmas.size:
-            raise ValueError(f"b must have shape (n_groups, {sigmas.size}), found {b.shape}")
-        labels = (
-            tuple(self.group_labels) if len(self.group_labels) else tuple(range(1, b.shape[0] + 1))
-        )
-        if len(labels) != b.shape[0]:
-            raise ValueError(f"group_labels must have {b.shape[0]} entries, found {len(labels)}")
-        object.__setattr__(self, "beta", beta)
-        object.__setattr__(self, "sigmas", sigmas)
-        object.__setattr__(self, "R", R)
-        object.__setattr__(self, "sigma", sigma)
-        object.__setattr__(self, "b", b)
-        object.__setattr__(self, "group_labels", labels)
+    def values(self, *, random_effects: bool = False) -> dict[str, tuple[str, dict, float]]:
+        """Display name -> (posterior variable, coordinate selection, true value).
 
-    @property
-    def Sigma(self) -> np.ndarray:
-        """Covariance of the random effects, ``diag(sigmas) R diag(sigmas)``."""
-        return covariance_matrix(self.sigmas, self.R)
-
-    @property
-    def rho(self) -> float:
-        """The correlation of a 2 x 2 ``R`` (random intercepts and slopes)."""
-        if self.R.shape != (2, 2):
-            raise ValueError(f"rho is defined for a 2 x 2 R, found shape {self.R.shape}")
-        return float(self.R[0, 1])
-
-    @property
-    def b_vector(self) -> np.ndarray:
-        """``b`` interleaved as in the matrix form: (intercept_g1, slope_g1, intercept_g2, ...)."""
-        return self.b.reshape(-1)
-
-    def by_name(self) -> dict[str, float | np.ndarray]:
-        """True values under the names the PyMC models and the Stan files use."""
-        out: dict[str, float | np.ndarray] = {
-            "alpha_0": float(self.beta[0]),
-            "beta_0": float(self.beta[1]),
-            "sigma_g": self.sigma,
-            "sigs": self.sigmas,
-            "R": self.R,
-            "Sigma": self.Sigma,
-            "random_group": self.b,
+        Display names follow ArviZ's summary: ``beta[x]``, ``sigma``, ``sigs[x|g]``,
+        ``R[intercept|g, x|g]`` (upper triangle of each correlated factor) and, with
+        ``random_effects``, ``b_g[<level>, x|g]``.
+        """
+        d = self.design
+        out: dict[str, tuple[str, dict, float]] = {
+            f"beta[{n}]": ("beta", {"fixed_effect": n}, float(v))
+            for n, v in zip(d.fixed_names, self.beta, strict=True)
         }
-        if self.R.shape == (2, 2):
-            out["rho"] = self.rho
+        out["sigma"] = ("sigma", {}, float(self.sigma))
+        for f in d.factors:
+            t = self.factors[f.name]
+            for k, term in enumerate(f.terms):
+                out[f"sigs[{term}]"] = ("sigs", {"random_effect": term}, float(t.sigmas[k]))
+            if f.has_correlation:
+                for i in range(f.q):
+                    for k in range(i + 1, f.q):
+                        a, b = f.terms[i], f.terms[k]
+                        sel = {"random_effect": a, "random_effect_": b}
+                        out[f"R[{a}, {b}]"] = ("R", sel, float(t.R[i, k]))
+        if random_effects:
+            for f in d.factors:
+                t = self.factors[f.name]
+                for j, label in enumerate(f.labels):
+                    for k, term in enumerate(f.terms):
+                        sel = {f.level_dim: label, f.effect_dim: term}
+                        out[f"b_{f.key}[{label}, {term}]"] = (f"b_{f.key}", sel, float(t.b[j, k]))
         return out
+
+    def by_name(self) -> dict[str, float]:
+        """Scalar true values by display name (see :meth:`values`)."""
+        return {name: value for name, (_, _, value) in self.values().items()}

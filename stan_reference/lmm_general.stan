@@ -1,17 +1,18 @@
 // General linear mixed model, any number of grouping factors F, q_f effects each:
-//   y = X beta + sum_f (Z_f * b_f[g_f]).sum(1) + e,   e ~ N(0, sigma_g^2)
+//   y = X beta + sum_f (Z_f * b_f[g_f]).sum(1) + e,   e ~ N(0, sigma^2)
 //   b_f[j] = diag(sigs_f) L_f z_f[j],  z ~ N(0, 1)   (non-centred)
 //   L_f ~ lkj_corr_cholesky(lkj_eta) for a correlated factor (q_f >= 2), identity for an
 //   uncorrelated (||) factor or q_f = 1.
-// Mirrors lmm_pymc.general_models.build_general_model(design, "cholesky"); the data come from
-// lmm_pymc.general_stan.general_stan_data. Names shared with PyMC: beta, sigma_g, sigs, R.
+// Mirrors lmm_pymc.models.build_model(design, "cholesky"); the data come from
+// lmm_pymc.stan.general_data (lmm_pymc.crosscheck pair "general"). Names shared with PyMC:
+// beta, sigma, sigs, R; z is every factor's z_k flattened row-major, factor after factor.
 //
 // Stan has no ragged arrays of matrices, so the Cholesky factors of all correlated factors
 // are built from one unconstrained vector L_free by Stan's own transform (canonical partial
 // correlations through tanh, Stan Math's cholesky_corr_constrain), written out below.
 // With add_jacobian = 1 its log-Jacobian is added (for sampling); with add_jacobian = 0
-// the density lives on (beta, sigma_g, sigs, strictly-lower entries of each L_f, z), as for the built-in
-// cholesky_factor_corr type with log_prob(adjust_transform=False).
+// the density lives on (beta, sigma, sigs, strictly-lower entries of each L_f, z), as for
+// the built-in cholesky_factor_corr type with log_prob(adjust_transform=False).
 functions {
   // Cholesky factor of a K x K correlation matrix from K (K - 1) / 2 unconstrained values,
   // row by row: w = tanh(y), L[i, j] = w * sqrt(1 - sum_{k < j} L[i, k]^2).
@@ -87,7 +88,7 @@ transformed data {
 }
 parameters {
   vector[p] beta;  // fixed effects
-  real<lower=0> sigma_g;  // residual sd
+  real<lower=0> sigma;  // residual sd
   vector<lower=0>[Q] sigs;  // sds of the random effects, factor after factor
   vector[n_free] L_free;  // Cholesky factors of the correlations, unconstrained
   vector[n_z] z;  // standardised random effects; factor f: (J_f, q_f) row-major
@@ -95,7 +96,7 @@ parameters {
 model {
   vector[N] mu = X * beta;
   beta ~ normal(fixed_mu, fixed_sd);
-  sigma_g ~ normal(0, residual_sd);
+  sigma ~ normal(0, residual_sd);
   sigs ~ normal(0, group_sd);
   z ~ std_normal();
   for (f in 1:F) {
@@ -118,7 +119,7 @@ model {
       }
     }
   }
-  y ~ normal(mu, sigma_g);
+  y ~ normal(mu, sigma);
 }
 generated quantities {
   // block-diagonal correlation of all random effects (coords random_effect)

@@ -1,4 +1,5 @@
-"""The benchmark script's plan and report (no sampling: the runs are the script's own job)."""
+"""The benchmark script's plan, names and report (no sampling: the runs are the script's
+own job)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "benchmark.py"
@@ -87,3 +89,44 @@ def test_markdown_marks_bounds_and_failures(bench):
     assert "| >= 200 | - |" in default_row  # a ratio to a bound is a lower bound
     assert "failed: stopped" in text
     assert "Not run (0 slow draws on that size): PyMC NUTS, lkj_corr on large." in text
+    assert "R[intercept|group_id, x|group_id]" in text  # the ESS set, in the package's names
+
+
+def test_stan_draws_get_the_package_names_and_the_checked_ess_set(bench):
+    import arviz as az
+
+    from lmm_pymc import simulate
+
+    sim = simulate(seed=2024)
+    rng = np.random.default_rng(0)
+    chains, draws = 2, 60
+    rho = rng.uniform(-0.9, 0.9, (chains, draws))
+    R = np.ones((chains, draws, 2, 2))
+    R[..., 0, 1] = R[..., 1, 0] = rho
+    stan = {
+        "alpha_0": rng.normal(6.0, 1.0, (chains, draws)),
+        "beta_0": np.cumsum(rng.normal(size=(chains, draws)), axis=1),  # poorly mixed
+        "sigma_g": rng.gamma(5.0, 0.2, (chains, draws)),
+        "sigs": rng.gamma(5.0, 0.5, (chains, draws, 2)),
+        "R": R,
+    }
+    post = bench._stan_posterior(stan, sim.design)
+    assert np.array_equal(post["beta"].sel(fixed_effect="intercept").values, stan["alpha_0"])
+    assert np.array_equal(post["beta"].sel(fixed_effect="x").values, stan["beta_0"])
+    assert np.array_equal(post["sigma"].values, stan["sigma_g"])
+    assert list(post["sigs"].coords["random_effect"].values) == list(sim.design.terms)
+
+    min_ess, per = bench._min_ess(post, sim.truth)
+    assert list(per) == [
+        "beta[intercept]",
+        "beta[x]",
+        "sigma",
+        "sigs[intercept|group_id]",
+        "sigs[x|group_id]",
+        "R[intercept|group_id, x|group_id]",
+    ]
+    # R's off-diagonal, not its constant diagonal, is what enters
+    assert per["R[intercept|group_id, x|group_id]"] == pytest.approx(
+        float(az.ess(rho, method="bulk"))
+    )
+    assert min_ess == min(per.values()) == per["beta[x]"]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import lmm_pymc
+from lmm_pymc import build_model, design_from_formula, tutorial
 from lmm_pymc.bigdata import group_statistics_from_files
 from lmm_pymc.design import GroupStatistics
 
@@ -19,8 +20,9 @@ FIELDS = [f.name for f in fields(GroupStatistics)]
 def frame() -> pd.DataFrame:
     """40 groups with string labels and unequal sizes, rows shuffled across files."""
     sizes = [5 + (7 * j) % 23 for j in range(40)]
+    labels = [f"site-{j:02d}" for j in range(40)]
     sim = lmm_pymc.simulate(
-        n_groups=40, group_sizes=sizes, group_labels=[f"site-{j:02d}" for j in range(40)], seed=11
+        data=tutorial.design_frame(40, group_sizes=sizes, group_labels=labels), seed=11
     )
     return sim.data.sample(frac=1.0, random_state=5).reset_index(drop=True)
 
@@ -48,21 +50,23 @@ def _assert_equal(got: GroupStatistics, ref: GroupStatistics) -> None:
 @pytest.mark.parametrize("suffix", ["parquet", "csv"])
 def test_multi_file_statistics_equal_in_memory(tmp_path, frame, suffix):
     _write_parts(frame, tmp_path, suffix)
-    design = lmm_pymc.Design.from_dataframe(frame)
+    design = design_from_formula(tutorial.FORMULA, frame)
     got = group_statistics_from_files(
-        str(tmp_path / f"*.{suffix}"), group_labels=design.group_labels
+        str(tmp_path / f"*.{suffix}"), group_labels=design.factors[0].labels
     )
-    assert got.group_labels == design.group_labels
+    assert got.group_labels == design.factors[0].labels
     assert got.n_obs == len(frame)
-    _assert_equal(got.statistics, design.group_statistics())
+    _assert_equal(got.statistics, design.grouped_statistics().statistics)
 
 
 def test_parquet_directory_sorted_labels_and_reorder(tmp_path, frame):
     paths = _write_parts(frame, tmp_path, "parquet")
     got = group_statistics_from_files(tmp_path)  # a Parquet data set directory
     assert list(got.group_labels) == sorted(frame["group_id"].unique())
-    design = lmm_pymc.Design.from_dataframe(frame)
-    _assert_equal(got.reorder(design.group_labels).statistics, design.group_statistics())
+    design = design_from_formula(tutorial.FORMULA, frame)
+    _assert_equal(
+        got.reorder(design.factors[0].labels).statistics, design.grouped_statistics().statistics
+    )
     # a list of files gives the same result
     listed = group_statistics_from_files(paths)
     _assert_equal(listed.statistics, got.statistics)
@@ -73,18 +77,20 @@ def test_equality_check_can_fail(tmp_path, frame):
     changed = frame.copy()
     changed.loc[17, "y"] += 1e-3
     _write_parts(changed, tmp_path, "parquet")
-    design = lmm_pymc.Design.from_dataframe(frame)
-    got = group_statistics_from_files(tmp_path, group_labels=design.group_labels)
+    design = design_from_formula(tutorial.FORMULA, frame)
+    got = group_statistics_from_files(tmp_path, group_labels=design.factors[0].labels)
     with pytest.raises(AssertionError):
-        _assert_equal(got.statistics, design.group_statistics())
+        _assert_equal(got.statistics, design.grouped_statistics().statistics)
 
 
 def test_other_column_names(tmp_path, frame):
     renamed = frame.rename(columns={"y": "score", "x": "week", "group_id": "school"})
     renamed.to_parquet(tmp_path / "one.parquet", index=False)
     got = group_statistics_from_files(tmp_path / "one.parquet", y="score", x="week", group="school")
-    ref = lmm_pymc.Design.from_dataframe(frame).group_statistics()
-    order = [lmm_pymc.Design.from_dataframe(frame).group_labels.index(g) for g in got.group_labels]
+    design = design_from_formula(tutorial.FORMULA, frame)
+    ref = design.grouped_statistics().statistics
+    order = [design.factors[0].labels.index(g) for g in got.group_labels]
+    assert got.fixed_names == ("intercept", "week") and got.factor.name == "school"
     for name in FIELDS:
         # rtol=1e-12: same sums, different order of summation
         np.testing.assert_allclose(getattr(got.statistics, name), getattr(ref, name)[order],
@@ -116,13 +122,11 @@ def test_errors_name_the_problem(tmp_path, frame):
 
 def test_dask_statistics_feed_the_marginal_model(tmp_path, frame):
     """The fast path fits from the per-group sums alone: same log density either way."""
-    from lmm_pymc.marginal import build_marginal_model
-
     _write_parts(frame, tmp_path, "parquet")
-    design = lmm_pymc.Design.from_dataframe(frame)
-    got = group_statistics_from_files(tmp_path, group_labels=design.group_labels)
-    from_files = build_marginal_model(got.statistics, got.group_labels)
-    in_memory = build_marginal_model(design.group_statistics(), design.group_labels)
+    design = design_from_formula(tutorial.FORMULA, frame)
+    got = group_statistics_from_files(tmp_path, group_labels=design.factors[0].labels)
+    from_files = build_model(got)
+    in_memory = build_model(design)
     point = in_memory.initial_point(random_seed=3)
     point = {k: v + 0.3 for k, v in point.items()}  # away from the symmetric start
     a = from_files.compile_logp()(point)
@@ -131,6 +135,6 @@ def test_dask_statistics_feed_the_marginal_model(tmp_path, frame):
     np.testing.assert_allclose(a, b, rtol=1e-10)
     changed = frame.copy()
     changed.loc[17, "y"] += 0.5
-    wrong = lmm_pymc.Design.from_dataframe(changed).group_statistics()
-    c = build_marginal_model(wrong, design.group_labels).compile_logp()(point)
+    wrong = design_from_formula(tutorial.FORMULA, changed)
+    c = build_model(wrong).compile_logp()(point)
     assert abs(c - b) > 1e-6  # the comparison can fail: one changed row moves the log density

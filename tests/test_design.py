@@ -1,4 +1,4 @@
-"""Design: validation of user data and the per-group statistics."""
+"""Design: validation of user data, the matrix form, coordinates and per-group statistics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmm_pymc import Design
+from lmm_pymc import GroupedStatistics, GroupStatistics, design_from_formula, tutorial
 
 
 def frame(**overrides):
@@ -18,64 +18,82 @@ def frame(**overrides):
     return df
 
 
-def test_from_dataframe_keeps_labels_and_order():
-    d = Design.from_dataframe(frame(group_id=["b", "b", "a", "a"]))
-    assert d.group_labels == ("b", "a")
-    assert d.group_index.tolist() == [0, 0, 1, 1]
-    assert d.coords()["group"] == ["b", "a"]
+def test_labels_keep_the_order_of_first_appearance():
+    d = design_from_formula(tutorial.FORMULA, frame(group_id=["b", "b", "a", "a"]))
+    (f,) = d.factors
+    assert f.labels == ("b", "a")
+    assert f.index.tolist() == [0, 0, 1, 1]
+    assert d.coords()["group_id"] == ["b", "a"]
+    assert d.coords()["random_effect"] == ["intercept|group_id", "x|group_id"]
     np.testing.assert_array_equal(d.X, [[1, 1], [1, 2], [1, 1], [1, 2]])
-
-
-def test_from_arrays_equals_from_dataframe():
-    a = Design.from_arrays(x=[1.0, 2.0, 1.0, 2.0], group=["a", "a", "b", "b"], y=[1, 2, 3, 4])
-    b = Design.from_dataframe(frame())
-    np.testing.assert_array_equal(a.X, b.X)
-    np.testing.assert_array_equal(a.y, b.y)
-    assert a.group_labels == b.group_labels
+    np.testing.assert_array_equal(f.Z, d.X)  # the tutorial: Z_rows equals X
 
 
 @pytest.mark.parametrize(
-    ("df", "kwargs", "match"),
+    ("df", "match"),
     [
-        (frame().drop(columns="x"), {}, r"missing column\(s\) \['x'\]"),
-        (frame(), {"group": "subject"}, r"missing column\(s\) \['subject'\]"),
-        (frame(y=[1.0, np.nan, 3.0, 4.0]), {}, r"column 'y' must be finite, found nan at row 1"),
-        (frame(x=[1.0, 2.0, np.inf, 2.0]), {}, r"column 'x' must be finite, found inf at row 2"),
-        (frame(x=["a", "b", "c", "d"]), {}, r"column 'x' must be numeric, found dtype"),
-        (frame(group_id=["a"] * 4), {}, r"at least 2 groups.*found 1 \(\['a'\]\)"),
-        (frame(group_id=["a", None, "b", "b"]), {}, r"missing labels, found NaN at row 1"),
+        (frame().drop(columns="x"), "random slope on 'x', a column absent from data"),
+        (frame().drop(columns="group_id"), "grouping factor column 'group_id' is not in data"),
+        (frame(y=[1.0, np.nan, 3.0, 4.0]), r"column 'y' must be finite.*row 1"),
+        (frame(x=[1.0, 2.0, np.inf, 2.0]), r"column 'x' must be finite.*row 2"),
+        (frame(y=["a", "b", "c", "d"]), r"column 'y' must be numeric, found dtype"),
+        (frame(group_id=["a"] * 4), r"needs at least 2 levels.*found 1 \(\['a'\]\)"),
+        (frame(group_id=["a", None, "b", "b"]), r"column 'group_id' must be finite.*row 1"),
     ],
 )
-def test_bad_data(df, kwargs, match):
+def test_bad_data(df, match):
     with pytest.raises(ValueError, match=match):
-        Design.from_dataframe(df, **kwargs)
+        design_from_formula(tutorial.FORMULA, df)
 
 
 def test_bad_data_leaves_user_frame_untouched():
     df = frame(y=[1.0, np.nan, 3.0, 4.0])
     before = df.copy()
     with pytest.raises(ValueError):
-        Design.from_dataframe(df)
+        design_from_formula(tutorial.FORMULA, df)
     pd.testing.assert_frame_equal(df, before)
 
 
 def test_group_with_one_row_warns():
     df = pd.DataFrame({"y": [1.0, 2.0, 3.0], "x": [1.0, 2.0, 3.0], "group_id": [1, 1, 2]})
     with pytest.warns(UserWarning, match=r"1 group\(s\) with one row \(\[2\]\)"):
-        d = Design.from_dataframe(df)
-    assert d.group_sizes.tolist() == [2, 1]
+        d = design_from_formula(tutorial.FORMULA, df)
+    assert d.factors[0].sizes.tolist() == [2, 1]
 
 
 def test_group_statistics_match_dense_products(tutorial_sim):
     d = tutorial_sim.design
-    s = d.group_statistics()
-    for j in range(d.n_groups):
-        rows = d.group_index == j
+    grouped = d.grouped_statistics()
+    s, (f,) = grouped.statistics, d.factors
+    assert grouped.group_labels == f.labels and grouped.fixed_names == ("intercept", "x")
+    for j in range(f.n_levels):
+        rows = f.index == j
         X, y = d.X[rows], d.y[rows]
         # same products summed in a different order: rtol 1e-12
         np.testing.assert_allclose(s.XtX[j], X.T @ X, rtol=1e-12)
         np.testing.assert_allclose(s.Zty[j], X.T @ y, rtol=1e-12)
         np.testing.assert_allclose(s.yty[j], y @ y, rtol=1e-12)
         assert s.n[j] == rows.sum()
-    with pytest.raises(ValueError, match="needs an outcome y"):
-        Design.from_dataframe(frame(), y=None).group_statistics()
+    with pytest.raises(ValueError, match="found y=None"):
+        design_from_formula(tutorial.FORMULA, frame().drop(columns="y"),
+                            require_response=False).grouped_statistics()  # fmt: skip
+
+
+def test_statistics_checks_and_reorder(tutorial_sim):
+    grouped = tutorial_sim.design.grouped_statistics()
+    s = grouped.statistics
+    bad = GroupStatistics(**{**s.__dict__, "Zty": s.Zty[:, :1]})
+    with pytest.raises(ValueError, match=r"stats.Zty must have shape \(3, 2\), found \(3, 1\)"):
+        bad.check()
+    nan = GroupStatistics(**{**s.__dict__, "yty": np.full(3, np.nan)})
+    with pytest.raises(ValueError, match="stats.yty must be finite"):
+        nan.check()
+    with pytest.raises(
+        ValueError, match=r"one row per level of 'group_id' and \(p, q\) = \(3, 2\)"
+    ):
+        GroupedStatistics(s, ("intercept", "x", "z"), grouped.factor)
+    back = grouped.reorder([3, 1, 2])
+    assert back.group_labels == (3, 1, 2)
+    np.testing.assert_array_equal(back.statistics.yty, s.yty[[2, 0, 1]])  # exact: a copy
+    with pytest.raises(ValueError, match="permutation"):
+        grouped.reorder([1, 2])

@@ -6,11 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import lmm_pymc
-from lmm_pymc.formula import GeneralDesign, design_from_formula, split_formula
-from lmm_pymc.general import simulate_from_formula
-
-TUTORIAL = "y ~ 1 + x + (1 + x | group_id)"
+from lmm_pymc import tutorial
+from lmm_pymc.formula import design_from_formula, split_formula
 
 
 @pytest.fixture(scope="module")
@@ -30,26 +27,20 @@ def mixed_frame() -> pd.DataFrame:
     )
 
 
-def test_tutorial_formula_gives_the_array_design():
+def test_tutorial_formula_gives_the_matrix_form():
     # string labels in a non-sorted order: levels must keep the order of first appearance
-    sim = lmm_pymc.simulate(
-        n_groups=4, group_sizes=[3, 5, 2, 4], group_labels=["d", "b", "a", "c"], seed=1
-    )
-    d = design_from_formula(TUTORIAL, sim.data)
-    core = sim.design
+    df = tutorial.design_frame(4, group_sizes=[3, 5, 2, 4], group_labels=["d", "b", "a", "c"])
+    df["y"] = np.arange(len(df), dtype=float)
+    d = design_from_formula(tutorial.FORMULA, df)
     # exact equality: the same numbers copied, no arithmetic
-    np.testing.assert_array_equal(d.X, core.X)
-    np.testing.assert_array_equal(d.y, core.y)
+    np.testing.assert_array_equal(d.X, np.column_stack([np.ones(len(df)), df["x"]]))
+    np.testing.assert_array_equal(d.y, df["y"])
     (f,) = d.factors
-    assert f.labels == core.group_labels == ("d", "b", "a", "c")
-    np.testing.assert_array_equal(f.index, core.group_index)
-    np.testing.assert_array_equal(f.Z, core.Z_rows)
-    assert (d.Z != core.Z).nnz == 0
-    assert d.fixed_names == core.fixed_names
-    assert f.effect_names == core.random_names
-    back = d.to_design()
-    np.testing.assert_array_equal(back.x, core.x)
-    assert back.group_labels == core.group_labels
+    assert f.labels == ("d", "b", "a", "c")
+    np.testing.assert_array_equal(f.index, np.repeat(np.arange(4), [3, 5, 2, 4]))
+    np.testing.assert_array_equal(f.Z, d.X)
+    assert d.fixed_names == f.effect_names == ("intercept", "x")
+    assert d.formula == tutorial.FORMULA and d.response == "y"
 
 
 def test_terms_and_coords(mixed_frame):
@@ -121,50 +112,3 @@ def test_non_finite_values_name_the_column(mixed_frame, column, value):
     with pytest.raises(ValueError) as err:
         design_from_formula("y ~ 1 + x + (1 + x | subject)", df)
     assert f"column {column!r} must be finite" in str(err.value) and "row 7" in str(err.value)
-
-
-def test_simulation_follows_the_formula_exactly(mixed_frame):
-    df = mixed_frame.drop(columns="y")
-    R = [[1.0, 0.3, 0.1], [0.3, 1.0, -0.2], [0.1, -0.2, 1.0]]
-    sim = simulate_from_formula(
-        "y ~ 1 + x + c + (1 + x + z | subject) + (1 | item)",
-        df,
-        beta={"intercept": 1.0, "x": 0.5, "c[lo]": -1.0, "c[mid]": 2.0},
-        groups={"subject": {"sigmas": [1.0, 0.5, 0.3], "R": R}, "item": {"sigmas": [0.7]}},
-        sigma=0.4,
-        seed=3,
-    )
-    d, t = sim.design, sim.truth
-    assert isinstance(d, GeneralDesign) and list(sim.data.columns)[-1] == "y"
-    # y = X beta + sum_f (Z_f * b_f[g_f]).sum(1) + e, recomputed here term by term;
-    # rtol=1e-12: the same sums in another order
-    by_hand = d.X @ t.beta + sim.epsilon
-    for f in d.factors:
-        by_hand = by_hand + np.einsum("nq,nq->n", f.Z, t.factors[f.name].b[f.index])
-    np.testing.assert_allclose(sim.data["y"], by_hand, rtol=1e-12)
-    assert t.factors["subject"].b.shape == (5, 3) and t.factors["item"].b.shape == (4, 1)
-    groups = {"subject": {"sigmas": [1.0, 0.5, 0.3], "R": R}, "item": {"sigmas": [0.7]}}
-    again = simulate_from_formula("y ~ 1 + x + c + (1 + x + z | subject) + (1 | item)", df,
-                                  beta=t.beta, groups=groups, sigma=0.4, seed=3)  # fmt: skip
-    np.testing.assert_array_equal(again.data["y"], sim.data["y"])  # same seed, same data
-    names = t.by_name()
-    assert names["R[intercept|subject, z|subject]"] == 0.1 and names["sigs[intercept|item]"] == 0.7
-
-
-def test_simulation_bad_parameters(mixed_frame):
-    f = "y ~ 1 + x + (1 + x || subject)"
-    ok = {"subject": {"sigmas": [1.0, 0.5]}}
-    with pytest.raises(ValueError, match=r"beta must have 2 values"):
-        simulate_from_formula(f, mixed_frame, beta=[1.0], groups=ok)
-    with pytest.raises(ValueError, match=r"missing \['x'\]"):
-        simulate_from_formula(f, mixed_frame, beta={"intercept": 1.0}, groups=ok)
-    with pytest.raises(ValueError, match=r"must be the identity for the uncorrelated"):
-        simulate_from_formula(
-            f, mixed_frame, beta=[1.0, 1.0], groups={"subject": {"sigmas": [1.0, 0.5], "rho": 0.5}}
-        )
-    with pytest.raises(ValueError, match=r"groups\['subject'\]\['sigmas'\] must have 2 values"):
-        simulate_from_formula(
-            f, mixed_frame, beta=[1.0, 1.0], groups={"subject": {"sigmas": [1.0]}}
-        )
-    with pytest.raises(ValueError, match=r"missing \['subject'\]"):
-        simulate_from_formula(f, mixed_frame, beta=[1.0, 1.0], groups={})

@@ -1,61 +1,71 @@
-"""Model structure: free variables, shapes, coords, shared names, finite logp and gradient."""
+"""Model structure: free variables, shapes, coords, shared names, the log density itself."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import json
+from pathlib import Path
 
-from lmm_pymc import PARAMETRIZATIONS, Priors, build_model, simulate
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats as st
+
+from lmm_pymc import PARAMETRIZATIONS, Priors, build_model, design_from_formula, simulate, tutorial
 
 SHARED = {
-    "alpha_0": (),
-    "beta_0": (),
-    "sigma_g": (),
+    "beta": ("fixed_effect",),
+    "sigma": (),
     "sigs": ("random_effect",),
     "R": ("random_effect", "random_effect_"),
-    "Sigma": ("random_effect", "random_effect_"),
-    "rho": (),
 }
+CROSSED = "rt ~ 1 + cond + (1 + cond | subject) + (1 + cond | item)"
 
 
 @pytest.fixture(scope="module")
 def labelled_sim():
-    return simulate(
-        n_groups=4, group_sizes=[3, 5, 4, 6], group_labels=["s1", "s2", "s3", "s4"], seed=2
+    frame = tutorial.design_frame(
+        4, group_sizes=[3, 5, 4, 6], group_labels=["s1", "s2", "s3", "s4"]
     )
+    return simulate(data=frame, seed=2)
 
 
-def test_lkj_corr_free_variables(labelled_sim):
-    m = build_model(labelled_sim.design, "lkj_corr")
-    assert [v.name for v in m.free_RVs] == [
-        "alpha_0",
-        "beta_0",
-        "sigma_g",
-        "sigs",
-        "R_upper",
-        "random_group",
-    ]
+@pytest.fixture(scope="module")
+def crossed_design():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"subject": np.repeat([f"s{i}" for i in range(6)], 4),
+                       "item": np.tile([f"i{i}" for i in range(4)], 6),
+                       "cond": rng.choice([-0.5, 0.5], 24), "rt": rng.normal(size=24)})  # fmt: skip
+    return design_from_formula(CROSSED, df)
+
+
+@pytest.mark.parametrize(
+    ("parametrization", "free"),
+    [
+        ("lkj_corr", ["beta", "sigma", "sigs_group_id", "R_upper_group_id", "b_group_id"]),
+        ("cholesky", ["beta", "sigma", "chol_cov_group_id", "z_group_id"]),
+        ("marginal", ["beta", "sigma", "chol_cov_group_id"]),
+    ],
+)
+def test_free_variables(labelled_sim, parametrization, free):
+    m = build_model(labelled_sim.design, parametrization)
+    assert [v.name for v in m.free_RVs] == free
     ip = m.initial_point()
-    assert ip["random_group"].shape == (4, 2)
-    assert ip["sigs_log__"].shape == (2,)
-    assert ip["R_upper_interval__"].shape == (1,)
-    assert m.named_vars_to_dims["random_group"] == ("group", "random_effect")
+    assert ip["beta"].shape == (2,)
+    if parametrization != "marginal":
+        assert m.named_vars_to_dims["b_group_id"] == ("group_id", "group_id_effect")
+        assert np.shape(ip.get("z_group_id", ip.get("b_group_id"))) == (4, 2)
 
 
-def test_cholesky_free_variables(labelled_sim):
-    m = build_model(labelled_sim.design, "cholesky")
-    assert [v.name for v in m.free_RVs] == ["alpha_0", "beta_0", "sigma_g", "chol_cov", "z"]
-    ip = m.initial_point()
-    assert ip["z"].shape == (4, 2)
-    assert ip["chol_cov_cholesky-cov-packed__"].shape == (3,)
-    assert m.named_vars_to_dims["random_group"] == ("group", "random_effect")
+def test_default_parametrization_follows_the_factors(labelled_sim, crossed_design):
+    assert [v.name for v in build_model(labelled_sim.design).free_RVs][-1] == "chol_cov_group_id"
+    assert "z_subject" in [v.name for v in build_model(crossed_design).free_RVs]
 
 
 @pytest.mark.parametrize("parametrization", PARAMETRIZATIONS)
 def test_shared_names_coords_and_finite_logp(labelled_sim, parametrization):
     m = build_model(labelled_sim.design, parametrization)
-    assert m.coords["group"] == ("s1", "s2", "s3", "s4")
-    assert m.coords["random_effect"] == ("intercept", "x")
+    assert m.coords["group_id"] == ("s1", "s2", "s3", "s4")
+    assert m.coords["random_effect"] == ("intercept|group_id", "x|group_id")
     assert m.coords["fixed_effect"] == ("intercept", "x")
     for name, dims in SHARED.items():
         assert name in m.named_vars, name
@@ -67,46 +77,118 @@ def test_shared_names_coords_and_finite_logp(labelled_sim, parametrization):
     assert np.all(np.isfinite(grad)) and grad.size == sum(np.size(v) for v in ip.values())
 
 
+def test_crossed_structure_names_and_coords(crossed_design):
+    model = build_model(crossed_design, "cholesky")
+    free = sorted(v.name for v in model.free_RVs)
+    assert free == ["beta", "chol_cov_item", "chol_cov_subject", "sigma", "z_item", "z_subject"]
+    assert list(model.coords["random_effect"]) == [
+        "intercept|subject", "cond|subject", "intercept|item", "cond|item"]  # fmt: skip
+    assert model.named_vars_to_dims["b_subject"] == ("subject", "subject_effect")
+    assert model.named_vars_to_dims["R"] == ("random_effect", "random_effect_")
+
+
+def test_uncorrelated_and_lkj_corr_variants(crossed_design):
+    df = pd.DataFrame({"y": np.arange(12.0), "x1": np.tile([0.0, 1.0, 3.0], 4),
+                       "g": np.repeat(list("abcd"), 3)})  # fmt: skip
+    d = design_from_formula("y ~ x1 + (1 + x1 || g)", df)
+    assert sorted(v.name for v in build_model(d, "cholesky").free_RVs) == [
+        "beta", "sigma", "sigs_g", "z_g"]  # fmt: skip
+    assert sorted(v.name for v in build_model(d, "lkj_corr").free_RVs) == [
+        "b_g", "beta", "sigma", "sigs_g"]  # fmt: skip
+    assert sorted(v.name for v in build_model(d, "marginal").free_RVs) == [
+        "beta",
+        "sigma",
+        "sigs_g",
+    ]
+    d2 = design_from_formula("y ~ x1 + (1 + x1 | g)", df)
+    assert sorted(v.name for v in build_model(d2, "lkj_corr").free_RVs) == [
+        "R_upper_g", "b_g", "beta", "sigma", "sigs_g"]  # fmt: skip
+
+
 def test_deterministics_are_consistent(labelled_sim):
-    """Sigma = diag(sigs) R diag(sigs) and rho = R[0, 1] in both explicit parametrizations."""
+    """R is a correlation matrix and sigs its sds in both explicit parametrizations."""
     for p in ("lkj_corr", "cholesky"):
         m = build_model(labelled_sim.design, p)
-        f = m.compile_fn(
-            [m["sigs"], m["R"], m["Sigma"], m["rho"]], inputs=m.value_vars, on_unused_input="ignore"
-        )
+        outs = m.replace_rvs_by_values([m["sigs"], m["R"], m["b_group_id"]])
+        f = m.compile_fn(outs, inputs=m.value_vars, on_unused_input="ignore")
         rng = np.random.default_rng(0)
         point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in m.initial_point().items()}
-        sigs, R, Sigma, rho = f(point)
-        # same arithmetic in another order: rtol 1e-12
-        np.testing.assert_allclose(Sigma, sigs[:, None] * R * sigs[None, :], rtol=1e-12)
-        assert rho == R[0, 1] and np.allclose(np.diag(R), 1.0, rtol=1e-12)
+        sigs, R, b = f(point)
+        assert np.all(sigs > 0) and b.shape == (4, 2)
+        # a correlation matrix: unit diagonal, symmetric; rtol 1e-12 (rounding only)
+        np.testing.assert_allclose(np.diag(R), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(R, R.T, rtol=1e-12)
+
+
+def test_likelihood_equals_scipy_at_a_point(labelled_sim):
+    """The latent models' y term is N(y | X beta + Z b, sigma), b flattened level by level."""
+    d = labelled_sim.design
+    m = build_model(d, "cholesky")
+    rng = np.random.default_rng(3)
+    point = {k: v + rng.normal(0, 0.4, np.shape(v)) for k, v in m.initial_point().items()}
+    outs = m.replace_rvs_by_values([m["beta"], m["sigma"], m["b_group_id"]])
+    beta, sigma, b = m.compile_fn(outs, inputs=m.value_vars, on_unused_input="ignore")(point)
+    ref = st.norm(d.X @ beta + d.Z @ b.reshape(-1), sigma).logpdf(d.y).sum()
+    # rtol 1e-12: the same sum of the same terms, in another order
+    assert m.point_logps(point, round_vals=20)["y"] == pytest.approx(ref, rel=1e-12)
+
+
+def test_log_density_equals_the_code_before_the_redesign():
+    """The tutorial's models give the log densities recorded before the one-pipeline redesign.
+
+    The fixture holds the old code's logp at 4 points per parametrization and data set; the
+    old value variables map one to one (alpha_0, beta_0 -> beta; sigma_g -> sigma; ...).
+    rtol 1e-10: the same terms summed in another order (measured: 3e-16).
+    """
+    fixture = Path(__file__).parent / "data" / "tutorial_logp_before_redesign.json"
+    rename = {"sigma_g_log__": "sigma_log__", "z": "z_group_id", "random_group": "b_group_id",
+              "chol_cov_cholesky-cov-packed__": "chol_cov_group_id_cholesky-cov-packed__",
+              "sigs_log__": "sigs_group_id_log__",
+              "R_upper_interval__": "R_upper_group_id_interval__"}  # fmt: skip
+    for case in json.loads(fixture.read_text())["cases"]:
+        frame = tutorial.design_frame(group_labels=case["group_labels"])
+        sim = simulate(data=frame, seed=case["seed"])
+        logp = build_model(sim.design, case["parametrization"]).compile_logp()
+        for item in case["points"]:
+            old = item["point"]
+            point = {rename[k]: np.asarray(v) for k, v in old.items() if k in rename}
+            point["beta"] = np.array([old["alpha_0"], old["beta_0"]])
+            assert float(logp(point)) == pytest.approx(item["logp"], rel=1e-10), case
+    # the check can fail: another prior moves the log density at the same point
+    other = build_model(sim.design, case["parametrization"], priors=Priors(fixed_sd=3.0))
+    assert abs(float(other.compile_logp()(point)) - item["logp"]) > 1.0
 
 
 def test_priors_reach_the_model(tutorial_sim):
     """Changing one prior changes exactly the term it governs."""
     base = build_model(tutorial_sim.design, "lkj_corr")
     wide = build_model(tutorial_sim.design, "lkj_corr", priors=Priors(fixed_sd=20.0))
-    ip = base.initial_point()  # alpha_0 = beta_0 = 0
+    ip = base.initial_point()  # beta = 0
     a, b = base.point_logps(ip), wide.point_logps(ip)
-    # Normal(0, s) at 0: -log(s) - 0.5 log(2 pi); the difference is log 2 per term (2 d.p.)
-    assert a["alpha_0"] - b["alpha_0"] == pytest.approx(np.log(2), abs=0.01)
-    assert a["sigs"] == b["sigs"] and a["y"] == b["y"]
+    # Normal(0, s) at 0: -log(s) - 0.5 log(2 pi); the difference is log 2 per entry (2 d.p.)
+    assert a["beta"] - b["beta"] == pytest.approx(2 * np.log(2), abs=0.01)
+    assert a["sigs_group_id"] == b["sigs_group_id"] and a["y"] == b["y"]
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"parametrization": "centred"}, r"parametrization must be one of .* found 'centred'"),
-        (
-            {"priors": None, "parametrization": "lkj_corr", "design": "nope"},
-            "must be a lmm_pymc.Design",
-        ),
-    ],
-)
-def test_bad_model_input(tutorial_sim, kwargs, match):
-    design = kwargs.pop("design", tutorial_sim.design)
-    with pytest.raises(ValueError, match=match):
-        build_model(design, **kwargs)
+def test_bad_model_input(tutorial_sim, crossed_design):
+    with pytest.raises(ValueError, match=r"parametrization must be one of .* found 'centred'"):
+        build_model(tutorial_sim.design, "centred")
+    with pytest.raises(ValueError, match="must be a lmm_pymc.Design or GroupedStatistics"):
+        build_model("nope")
+    with pytest.raises(
+        ValueError, match=r"exactly one grouping factor, found \['subject', 'item'\]"
+    ):
+        build_model(crossed_design, "marginal")
+    with pytest.raises(ValueError, match="priors must be a lmm_pymc.Priors, found dict"):
+        build_model(tutorial_sim.design, priors={})
+    df = pd.DataFrame({"y": np.arange(12.0), "x1": np.arange(12.0), "x2": np.arange(12.0) ** 2,
+                       "g": np.repeat(list("abcd"), 3)})  # fmt: skip
+    q3 = design_from_formula("y ~ x1 + (1 + x1 + x2 | g)", df)
+    with pytest.raises(ValueError, match=r"limited to q <= 2 .* found \['g \(q = 3\)'\]"):
+        build_model(q3, "lkj_corr")
+    no_y = design_from_formula("y ~ x1 + (1 | g)", df.drop(columns="y"), require_response=False)
+    with pytest.raises(ValueError, match="found y=None"):
+        build_model(no_y)
 
 
 @pytest.mark.parametrize(

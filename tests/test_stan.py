@@ -1,4 +1,4 @@
-"""Stan engines, reference files and the data dictionary (lmm_pymc.stan)."""
+"""Stan engines, reference programs, data dictionaries and names (lmm_pymc.stan)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,42 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import lmm_pymc
-from lmm_pymc import stan as lstan
+from lmm_pymc import tutorial
 from lmm_pymc.stan import (
+    TUTORIAL_NAMES,
     StanUnavailableError,
     available_engines,
     bridgestan_source_available,
+    engines,
     flatten,
+    general_data,
+    general_names,
     load_model,
+    programs,
     stan_data,
     stan_file,
     stan_reference_dir,
+    tutorial_data,
     unflatten,
 )
+from lmm_pymc.stan import names as lnames
 
-REFERENCE = ("lmm_lkj_corr.stan", "lmm_cholesky.stan", "lmm_marginal.stan")
+REFERENCE = ("lmm_lkj_corr.stan", "lmm_cholesky.stan", "lmm_marginal.stan", "lmm_general.stan")
+CROSSED = "rt ~ 1 + cond + (1 + cond | subject) + (1 | item)"
+
+
+@pytest.fixture(scope="module")
+def crossed_small() -> lmm_pymc.Simulation:
+    """4 subjects x 3 items: a correlated 2-effect factor and a 1-effect factor."""
+    subj, item = np.repeat(np.arange(4), 3), np.tile(np.arange(3), 4)
+    df = pd.DataFrame({"subject": [f"s{i}" for i in subj], "item": [f"i{i}" for i in item],
+                       "cond": np.tile([-0.5, 0.5], 6)})  # fmt: skip
+    groups = {"subject": {"sigmas": [1.0, 0.5], "rho": 0.3}, "item": {"sigmas": [0.7]}}
+    return lmm_pymc.simulate(CROSSED, df, beta=[2.0, 0.5], groups=groups, sigma=0.5, seed=3)
 
 
 # ------------------------------------------------------------------- files, no Stan
@@ -32,6 +51,7 @@ def test_reference_files_are_found() -> None:
     for name in REFERENCE:
         assert (folder / name).is_file()
     assert stan_file("lkj_corr") == folder / "lmm_lkj_corr.stan"
+    assert stan_file("general") == folder / "lmm_general.stan"
     assert stan_file("lmm_cholesky") == folder / "lmm_cholesky.stan"
     assert stan_file("lmm_marginal.stan") == folder / "lmm_marginal.stan"
     assert stan_file(folder / "lmm_cholesky.stan") == folder / "lmm_cholesky.stan"
@@ -51,39 +71,69 @@ def test_wheel_ships_the_reference_folder() -> None:
 
 
 def test_package_copy_wins(tmp_path, monkeypatch) -> None:
-    # an installed layout: <site>/lmm_pymc/stan.py and <site>/lmm_pymc/stan_reference/
+    # an installed layout: <site>/lmm_pymc/stan/programs.py, <site>/lmm_pymc/stan_reference/
     pkg = tmp_path / "lmm_pymc"
     (pkg / "stan_reference").mkdir(parents=True)
     (pkg / "stan_reference" / "lmm_cholesky.stan").write_text("// copy")
-    monkeypatch.setattr(lstan, "__file__", str(pkg / "stan.py"))
+    monkeypatch.setattr(programs, "__file__", str(pkg / "stan" / "programs.py"))
     assert stan_reference_dir() == pkg / "stan_reference"
     (pkg / "stan_reference" / "lmm_cholesky.stan").unlink()
     with pytest.raises(FileNotFoundError, match="stan_reference"):
         stan_reference_dir()
 
 
-def test_stan_programs_use_the_package_names() -> None:
+def test_stan_programs_declare_the_registry_names() -> None:
     code = stan_file("lkj_corr").read_text()
     for name in ("alpha_0", "beta_0", "sigma_g", "random_group", "sigs", "R", "Sigma", "rho"):
         assert f" {name}" in code
     assert "array[N] real x;" in code  # current syntax, not `real x[N]`
-    assert lstan._parameters_block_names(code) == {
+    assert engines._parameters_block_names(code) == {
         "alpha_0", "beta_0", "sigma_g", "random_group", "sigs", "R"
     }  # fmt: skip
-    assert lstan._parameters_block_names(stan_file("cholesky").read_text()) == {
+    assert engines._parameters_block_names(stan_file("cholesky").read_text()) == {
         "alpha_0", "beta_0", "sigma_g", "sigs", "L_corr", "z"
     }  # fmt: skip
+    general = stan_file("general").read_text()
+    assert engines._parameters_block_names(general) == {"beta", "sigma", "sigs", "L_free", "z"}
+    assert "sigma_g" not in general and 'build_model(design, "cholesky")' in general
+    # every Stan name of the tutorial's programs has a rule in the registry
+    stan_names = {r.target for r in TUTORIAL_NAMES.to_stan}
+    assert {"alpha_0", "beta_0", "sigma_g", "sigs", "R", "L_corr", "z", "random_group",
+            "Sigma", "rho"} <= stan_names  # fmt: skip
 
 
-def test_stan_data_from_design() -> None:
-    sim = lmm_pymc.simulate(n_groups=3, n_per_group=2, group_labels=["b", "a", "c"], seed=3)
-    data = stan_data(sim.design, lmm_pymc.Priors(lkj_eta=1.5))
+# ------------------------------------------------------------------------- data
+def test_tutorial_data_from_design() -> None:
+    frame = tutorial.design_frame(3, 2, group_labels=["b", "a", "c"])
+    sim = lmm_pymc.simulate(data=frame, seed=3)
+    data = tutorial_data(sim.design, lmm_pymc.Priors(lkj_eta=1.5))
     assert data["N"] == 6 and data["N_group"] == 3
-    # 1-based position of each row's group in design.group_labels
-    assert data["group_id"] == [1, 1, 2, 2, 3, 3]
-    assert list(sim.design.group_labels) == ["b", "a", "c"]
+    # 1-based position of each row's group in the factor's labels
+    assert data["group_id"].tolist() == [1, 1, 2, 2, 3, 3]
+    assert list(sim.design.factors[0].labels) == ["b", "a", "c"]
     np.testing.assert_array_equal(data["y"], sim.design.y)  # exact: a copy
+    np.testing.assert_array_equal(data["x"], frame["x"])
     assert data["lkj_eta"] == 1.5 and data["fixed_sd"] == 10.0
+    assert stan_data(sim.design).keys() == data.keys()  # the tutorial's design
+
+
+def test_general_data_from_design(crossed_small) -> None:
+    d = crossed_small.design
+    data = general_data(d, add_jacobian=False)
+    assert (data["N"], data["p"], data["F"]) == (12, 2, 2)
+    assert data["q"].tolist() == [2, 1] and data["J"].tolist() == [4, 3]
+    assert data["correlated"].tolist() == [1, 1] and data["add_jacobian"] == 0
+    # Z side by side in the order of design.terms; g 1-based per factor (exact copies)
+    np.testing.assert_array_equal(data["Z"], np.column_stack([f.Z for f in d.factors]))
+    assert data["g"][:4].tolist() == [[1, 1], [1, 2], [1, 3], [2, 1]]
+    assert stan_data(d).keys() == data.keys() and stan_data(d)["add_jacobian"] == 1
+
+
+def test_tutorial_programs_refuse_other_designs(crossed_small) -> None:
+    with pytest.raises(ValueError, match=r"y ~ 1 \+ x \+ \(1 \+ x \| group_id\).*'general'"):
+        tutorial_data(crossed_small.design)
+    with pytest.raises(ValueError, match="program='general'"):
+        stan_data(crossed_small.design, program="cholesky")
 
 
 def test_stan_data_errors() -> None:
@@ -94,26 +144,84 @@ def test_stan_data_errors() -> None:
         stan_data(design, {})  # type: ignore[arg-type]
 
 
+# ------------------------------------------------------------------------ names
 def test_flatten_unflatten_round_trip() -> None:
+    # Stan lists arrays column-major: m.1.1, m.2.1, m.1.2, ...
     names = ["a", "m.1.1", "m.2.1", "m.1.2", "m.2.2", "m.1.3", "m.2.3", "v.1", "v.2"]
     values = np.arange(len(names), dtype=float)
     named = unflatten(values, names)
+    assert named["a"].shape == () and named["v"].shape == (2,)
     assert named["m"].shape == (2, 3) and named["m"][1, 0] == 2.0  # Stan m.2.1 = m[1, 0]
     np.testing.assert_array_equal(flatten(named, names), values)  # exact: same numbers
     with pytest.raises(ValueError, match="found no 'v'"):
         flatten({"a": 1.0, "m": named["m"]}, names)
+    with pytest.raises(ValueError, match=r"shape \(2, 3\), found \(3, 2\)"):
+        flatten({**named, "m": named["m"].T}, names)
     with pytest.raises(ValueError, match="flat_name must look like"):
         unflatten([1.0], ["1bad"])
 
 
+def test_cholesky_corr_free_round_trip() -> None:
+    y = np.array([0.3, -1.2, 0.8, 0.1, -0.4, 2.0])
+    L = lnames.cholesky_corr_free(y, 4)
+    # a Cholesky factor of a correlation matrix: lower triangular, unit rows; rtol 1e-12:
+    # a few double operations per entry
+    np.testing.assert_allclose(np.sum(L * L, axis=1), 1.0, rtol=1e-12)
+    assert np.all(np.triu(L, 1) == 0.0) and np.all(np.diag(L) > 0)
+    np.testing.assert_allclose(lnames.cholesky_corr_unfree(L), y, rtol=1e-12)
+
+
+def test_tutorial_registry_both_directions() -> None:
+    rng = np.random.default_rng(1)
+    sigs, R = np.array([2.0, 0.5]), np.array([[1.0, 0.6], [0.6, 1.0]])
+    z = rng.normal(size=(3, 2))
+    L = np.linalg.cholesky(np.diag(sigs) @ R @ np.diag(sigs))
+    point = {"beta": np.array([6.0, 4.0]), "sigma": np.array(1.5), "sigs": sigs, "R": R,
+             "z_group_id": z, "b_group_id": z @ L.T}  # fmt: skip
+    stan = TUTORIAL_NAMES.stan_values(point, ["alpha_0", "beta_0", "sigma_g", "L_corr", "rho"])
+    assert (stan["alpha_0"], stan["beta_0"], stan["sigma_g"], stan["rho"]) == (6.0, 4.0, 1.5, 0.6)
+    # back, with leading (chain, draw) dimensions as on Stan draws; rtol 1e-12: one
+    # Cholesky factorisation and a product
+    values = {**stan, "sigs": sigs, "R": R, "z": z, "random_group": point["b_group_id"]}
+    draws = {k: np.broadcast_to(v, (2, 3, *np.shape(v))) for k, v in values.items()}
+    package = TUTORIAL_NAMES.package_values(draws)
+    np.testing.assert_array_equal(package["beta"][1, 2], [6.0, 4.0])
+    np.testing.assert_array_equal(package["z_group_id"][0, 0], z)
+    assert package["sigma"].shape == (2, 3)
+    np.testing.assert_allclose(package["chol_cov_group_id"][0, 1], L[np.tril_indices(2)],
+                               rtol=1e-12)  # fmt: skip
+    with pytest.raises(ValueError, match=r"needs \['z_group_id'\]"):
+        TUTORIAL_NAMES.stan_values({"beta": point["beta"]}, ["z"])
+
+
+def test_general_registry(crossed_small) -> None:
+    d = crossed_small.design
+    names = general_names(d)
+    rng = np.random.default_rng(2)
+    R = np.eye(3)
+    R[0, 1] = R[1, 0] = -0.4  # subject's block; item has q = 1
+    point = {"beta": np.ones(2), "sigma": np.array(1.0), "sigs": np.ones(3), "R": R,
+             "z_subject": rng.normal(size=(4, 2)), "z_item": rng.normal(size=(3, 1))}  # fmt: skip
+    stan = names.stan_values(point, ["z", "L_free"])
+    # z: z_subject row-major, then z_item (exact: the same numbers)
+    np.testing.assert_array_equal(stan["z"][:8], point["z_subject"].reshape(-1))
+    np.testing.assert_array_equal(stan["z"][8:], point["z_item"][:, 0])
+    # L_free: Stan's own transform gives back cholesky of the subject block (rtol 1e-12)
+    L = lnames.cholesky_corr_free(stan["L_free"], 2)
+    np.testing.assert_allclose(L @ L.T, R[:2, :2], rtol=1e-12)
+    table = names.table(["beta.2", "z.3"])
+    assert table["package"].tolist()[0] == "beta[1]"
+
+
+# ------------------------------------------------------------------- engine choice
 def test_engine_choice_errors(monkeypatch) -> None:
     data = stan_data(lmm_pymc.simulate(seed=1).design)
     with pytest.raises(ValueError, match="engine must be one of .* found 'cmdstan'"):
         load_model("cholesky", data, engine="cmdstan")
-    monkeypatch.setattr(lstan, "bridgestan_source_available", lambda: False)
+    monkeypatch.setattr(engines, "bridgestan_source_available", lambda: False)
     with pytest.raises(StanUnavailableError, match="BRIDGESTAN"):
         load_model("cholesky", data, engine="bridgestan")
-    monkeypatch.setattr(lstan, "_pystan_importable", lambda: False)
+    monkeypatch.setattr(engines, "_pystan_importable", lambda: False)
     with pytest.raises(StanUnavailableError, match="pip install"):
         load_model("cholesky", data)
 
@@ -130,31 +238,34 @@ def cholesky_pystan():
     return load_model("cholesky", stan_data(lmm_pymc.simulate(seed=2024).design), engine="pystan")
 
 
+VALUES = {"alpha_0": 1.0, "beta_0": -2.0, "sigma_g": 1.5, "sigs": np.array([2.0, 0.5]),
+          "L_corr": np.linalg.cholesky([[1.0, 0.6], [0.6, 1.0]]),
+          "z": np.arange(6.0).reshape(3, 2) / 10}  # fmt: skip
+
+
 @pytest.mark.slow
 def test_pystan_engine_round_trip(cholesky_pystan) -> None:
     engine = cholesky_pystan
     assert engine.name == "pystan"
     assert engine.param_names[:4] == ["alpha_0", "beta_0", "sigma_g", "sigs.1"]
-    R = np.array([[1.0, 0.6], [0.6, 1.0]])
-    values = {"alpha_0": 1.0, "beta_0": -2.0, "sigma_g": 1.5, "sigs": np.array([2.0, 0.5]),
-              "L_corr": np.linalg.cholesky(R), "z": np.arange(6.0).reshape(3, 2) / 10}  # fmt: skip
-    theta = engine.unconstrain(values)
+    assert engine.parameters == ["alpha_0", "beta_0", "sigma_g", "sigs", "L_corr", "z"]
+    theta = engine.unconstrain(VALUES)
     assert theta.shape == (12,)  # 3 + 2 + 1 (L_corr of 2 x 2) + 6
     back = engine.constrain(theta)
     # rtol 1e-12: transforms and their inverses in double precision
-    for name, value in values.items():
+    for name, value in VALUES.items():
         np.testing.assert_allclose(back[name], value, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(back["R"], R, rtol=1e-12)
-    L = np.diag(values["sigs"]) @ np.linalg.cholesky(R)
-    np.testing.assert_allclose(back["random_group"], values["z"] @ L.T, rtol=1e-12)
+    np.testing.assert_allclose(back["R"], [[1.0, 0.6], [0.6, 1.0]], rtol=1e-12)
+    L = np.diag(VALUES["sigs"]) @ VALUES["L_corr"]
+    np.testing.assert_allclose(back["random_group"], VALUES["z"] @ L.T, rtol=1e-12)
     # jacobian=True adds log|d constrained / d unconstrained|: for the <lower=0> scalars
     # log(sigma_g) + sum(log sigs), and for L_corr[2, 1] = tanh(u): log(1 - rho^2)
     # (Stan's cholesky_factor_corr transform); rtol 1e-10: sums of a few doubles
     jac = engine.log_density(theta) - engine.log_density(theta, jacobian=False)
-    expected = np.log(1.5) + np.log(values["sigs"]).sum() + np.log(1 - 0.6**2)
+    expected = np.log(1.5) + np.log(VALUES["sigs"]).sum() + np.log(1 - 0.6**2)
     np.testing.assert_allclose(jac, expected, rtol=1e-10)
     with pytest.raises(ValueError, match="missing \\['z'\\]"):
-        engine.unconstrain({k: v for k, v in values.items() if k != "z"})
+        engine.unconstrain({k: v for k, v in VALUES.items() if k != "z"})
 
 
 @pytest.mark.slow
@@ -178,11 +289,8 @@ def test_bridgestan_matches_pystan(cholesky_pystan) -> None:
     data = stan_data(lmm_pymc.simulate(seed=2024).design)
     bs = load_model("cholesky", data, engine="bridgestan", model_lib=_bridgestan_lib())
     assert bs.name == "bridgestan" and bs.param_names == cholesky_pystan.param_names
-    values = {"alpha_0": 1.0, "beta_0": -2.0, "sigma_g": 1.5, "sigs": np.array([2.0, 0.5]),
-              "L_corr": np.linalg.cholesky([[1.0, 0.6], [0.6, 1.0]]),
-              "z": np.arange(6.0).reshape(3, 2) / 10}  # fmt: skip
-    theta = bs.unconstrain(values)
-    np.testing.assert_allclose(theta, cholesky_pystan.unconstrain(values), rtol=1e-12)
+    theta = bs.unconstrain(VALUES)
+    np.testing.assert_allclose(theta, cholesky_pystan.unconstrain(VALUES), rtol=1e-12)
     # rtol 1e-10: the same C++ model code evaluated by two loaders
     for jacobian in (True, False):
         np.testing.assert_allclose(
@@ -194,3 +302,5 @@ def test_bridgestan_matches_pystan(cholesky_pystan) -> None:
         bs.log_density_gradient(theta)[1], cholesky_pystan.log_density_gradient(theta)[1],
         rtol=1e-10,
     )  # fmt: skip
+    np.testing.assert_allclose(bs.constrain(theta)["R"], cholesky_pystan.constrain(theta)["R"],
+                               rtol=1e-12)  # fmt: skip

@@ -1,7 +1,4 @@
-"""Stan engines behind one small interface, the reference ``.stan`` files and their data.
-
-Two engines evaluate a Stan program's log density and gradient on the unconstrained scale
-and map parameters between the constrained and unconstrained scales:
+"""Stan engines behind one small interface: log density, gradient, transforms, sampling.
 
 ``bridgestan``
     The BridgeStan loader (``pip install bridgestan``). It compiles a ``.stan`` file only
@@ -9,18 +6,14 @@ and map parameters between the constrained and unconstrained scales:
     ``~/.bridgestan``); a prebuilt model library (``*_model.so``) loads without sources.
 ``pystan``
     PyStan 3 / httpstan, which ships a complete Stan toolchain in its wheel and so compiles
-    offline. Every call is an in-process HTTP round trip: fine for checks, slow in a loop.
-    Its log density always drops constants (``propto=True``); its gradient always includes
-    the Jacobian of the constraining transforms.
+    offline (builds cached in ``~/.cache/httpstan``). Every call is an in-process HTTP round
+    trip: fine for checks, slow in a loop. Its log density always drops constants
+    (``propto=True``); its gradient always includes the Jacobian of the transforms.
 
 :func:`load_model` picks an engine (``"auto"``: BridgeStan when it can compile or load,
-else PyStan), compiles once and caches: a second call with the same program and data
-returns the same object. Parameters travel as dictionaries of Stan-shaped arrays keyed by
-the Stan names of the ``parameters`` block (``random_group`` of shape ``(N_group, 2)``,
-so Stan's ``random_group.2.1`` is ``values["random_group"][1, 0]``).
-
-The data dictionary of the reference programs is built from a
-:class:`~lmm_pymc.design.Design` by :func:`stan_data`.
+else PyStan), compiles once and caches. Parameters travel as dicts of Stan-shaped arrays
+keyed by Stan names (:mod:`lmm_pymc.stan.names`); data dicts may hold NumPy arrays and are
+written to JSON by ``stanio``.
 """
 
 from __future__ import annotations
@@ -32,13 +25,14 @@ import os
 import re
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from .design import Design
-from .priors import Priors
+from ..checks import positive_int
+from .names import flatten, split_name, unflatten
+from .programs import stan_file
 
 __all__ = [
     "ENGINES",
@@ -48,13 +42,8 @@ __all__ = [
     "StanUnavailableError",
     "available_engines",
     "bridgestan_source_available",
-    "flatten",
     "load_model",
     "sample_pystan",
-    "stan_data",
-    "stan_file",
-    "stan_reference_dir",
-    "unflatten",
 ]
 
 #: Engine names :func:`load_model` accepts (besides ``"auto"``).
@@ -71,129 +60,11 @@ class StanUnavailableError(RuntimeError):
     """No Stan engine can run here; the message says what to install."""
 
 
-# ----------------------------------------------------------------------------- files
-def stan_reference_dir() -> Path:
-    """The folder holding the reference ``.stan`` files.
+def _json(data: Mapping[str, object]) -> str:
+    """Stan's JSON of a data dict (NumPy arrays allowed), keys sorted."""
+    import stanio
 
-    An installed wheel carries them as ``lmm_pymc/stan_reference``; a source checkout has
-    them in ``stan_reference/`` at the repository root. The package copy wins.
-    """
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "stan_reference", here.parent / "stan_reference"):
-        if candidate.is_dir() and any(candidate.glob("*.stan")):
-            return candidate
-    raise FileNotFoundError(
-        f"stan_reference folder not found: looked in {here / 'stan_reference'} (installed "
-        f"wheel) and {here.parent / 'stan_reference'} (source checkout)"
-    )
-
-
-def stan_file(name: str | os.PathLike) -> Path:
-    """Path of a reference Stan program.
-
-    Parameters
-    ----------
-    name : str or path
-        A parametrization (``"cholesky"``), a file stem (``"lmm_cholesky"``), a file name
-        (``"lmm_cholesky.stan"``) or the path of any existing ``.stan`` file.
-
-    Examples
-    --------
-    >>> stan_file("lkj_corr").name
-    'lmm_lkj_corr.stan'
-    """
-    path = Path(name)
-    if path.suffix == ".stan" and path.is_file():
-        return path
-    folder = stan_reference_dir()
-    stem = path.name.removesuffix(".stan")
-    for candidate in (folder / f"{stem}.stan", folder / f"lmm_{stem}.stan"):
-        if candidate.is_file():
-            return candidate
-    found = sorted(p.name for p in folder.glob("*.stan"))
-    raise ValueError(
-        f"name must be a parametrization, a reference Stan file or a .stan path, found "
-        f"{str(name)!r}; reference files in {folder}: {found}"
-    )
-
-
-# ------------------------------------------------------------------------------ data
-def stan_data(design: Design, priors: Priors | None = None) -> dict[str, object]:
-    """The data dictionary of the reference programs, built from a design.
-
-    ``N`` rows, ``x`` and ``y`` as lists, ``N_group`` groups, ``group_id`` the 1-based
-    position of each row's group in ``design.group_labels`` (so Stan's group ``j`` is the
-    ``group`` coordinate ``design.group_labels[j - 1]``) and the prior hyperparameters
-    ``fixed_mu, fixed_sd, residual_sd, group_sd, lkj_eta`` of :class:`Priors`.
-
-    Examples
-    --------
-    >>> from lmm_pymc import simulate
-    >>> d = stan_data(simulate(seed=1).design)
-    >>> d["N"], d["N_group"], d["group_id"][:3], d["lkj_eta"]
-    (30, 3, [1, 1, 1], 2.0)
-    """
-    if not isinstance(design, Design):
-        raise ValueError(f"design must be a lmm_pymc.Design, found {type(design).__name__}")
-    if design.y is None:
-        raise ValueError("design must carry an outcome y for Stan, found y=None")
-    priors = Priors() if priors is None else priors
-    if not isinstance(priors, Priors):
-        raise ValueError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
-    return {
-        "N": design.n_obs,
-        "x": design.x.astype(float).tolist(),
-        "y": design.y.astype(float).tolist(),
-        "N_group": design.n_groups,
-        "group_id": (design.group_index + 1).astype(int).tolist(),
-        "fixed_mu": priors.fixed_mu,
-        "fixed_sd": priors.fixed_sd,
-        "residual_sd": priors.residual_sd,
-        "group_sd": priors.group_sd,
-        "lkj_eta": priors.lkj_eta,
-    }
-
-
-# ------------------------------------------------------------ flat <-> named values
-_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)((?:\.\d+)*)$")
-
-
-def _split_name(flat_name: str) -> tuple[str, tuple[int, ...]]:
-    """``"random_group.2.1"`` -> ``("random_group", (1, 0))`` (Stan 1-based -> 0-based)."""
-    match = _NAME.match(flat_name)
-    if match is None:
-        raise ValueError(f"flat_name must look like 'name' or 'name.i.j', found {flat_name!r}")
-    index = tuple(int(i) - 1 for i in match.group(2).split(".")[1:])
-    return match.group(1), index
-
-
-def unflatten(values: Sequence[float] | np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Flat values in the order of Stan's flat ``names`` -> dict of Stan-shaped arrays."""
-    values = np.asarray(values, dtype=float)
-    if values.shape != (len(names),):
-        raise ValueError(f"values must have shape ({len(names)},), found {values.shape}")
-    parts = [_split_name(n) for n in names]
-    shapes: dict[str, tuple[int, ...]] = {}
-    for base, index in parts:
-        old = shapes.get(base, (0,) * len(index))
-        shapes[base] = tuple(max(a, i + 1) for a, i in zip(old, index, strict=True))
-    out = {base: np.zeros(shape) for base, shape in shapes.items()}
-    for (base, index), v in zip(parts, values, strict=True):
-        out[base][index] = v
-    return out
-
-
-def flatten(values: Mapping[str, object], names: Sequence[str]) -> np.ndarray:
-    """Dict of Stan-shaped arrays -> flat values in the order of Stan's flat ``names``."""
-    out = np.empty(len(names))
-    for k, flat_name in enumerate(names):
-        base, index = _split_name(flat_name)
-        if base not in values:
-            raise ValueError(
-                f"values must hold every Stan parameter, found no {base!r} among {sorted(values)}"
-            )
-        out[k] = np.asarray(values[base], dtype=float)[index]
-    return out
+    return stanio.dump_stan_json(dict(sorted(dict(data).items())))
 
 
 def _digest(*parts: str) -> str:
@@ -204,8 +75,8 @@ def _digest(*parts: str) -> str:
 class StanEngine(ABC):
     """A Stan program with its data: log density, gradient and transforms.
 
-    Parameter values are dicts of Stan-shaped arrays (see :func:`unflatten`); unconstrained
-    vectors are 1-d arrays in the engine's own order.
+    Parameter values are dicts of Stan-shaped arrays (:func:`~lmm_pymc.stan.names.unflatten`);
+    unconstrained vectors are 1-d arrays in the engine's own order.
     """
 
     #: Engine name, one of :data:`ENGINES`.
@@ -235,6 +106,11 @@ class StanEngine(ABC):
     @abstractmethod
     def _unconstrain_flat(self, values: Mapping[str, np.ndarray]) -> np.ndarray: ...
 
+    @property
+    def parameters(self) -> list[str]:
+        """Names (no indices) of the ``parameters`` block, in declaration order."""
+        return list(dict.fromkeys(split_name(n)[0] for n in self.param_names))
+
     def constrain(self, theta_unc: np.ndarray) -> dict[str, np.ndarray]:
         """Unconstrained vector -> every parameter, transformed parameter and generated
         quantity, by Stan name (generated quantities with ``_rng`` are random draws)."""
@@ -242,14 +118,14 @@ class StanEngine(ABC):
 
     def unconstrain(self, values: Mapping[str, object]) -> np.ndarray:
         """Dict of ``parameters``-block values (Stan shapes) -> unconstrained vector."""
-        names = {_split_name(n)[0] for n in self.param_names}
-        arrays = {k: np.asarray(values[k], dtype=float) for k in names if k in values}
-        missing = sorted(names - set(arrays))
+        names = self.parameters
+        missing = [k for k in names if k not in values]
         if missing:
             raise ValueError(
-                f"values must hold every Stan parameter {sorted(names)}, found {sorted(values)} "
+                f"values must hold every Stan parameter {names}, found {sorted(values)} "
                 f"(missing {missing})"
             )
+        arrays = {k: np.asarray(values[k], dtype=float) for k in names}
         return np.asarray(self._unconstrain_flat(arrays), dtype=float)
 
 
@@ -274,20 +150,18 @@ class PyStanEngine(StanEngine):
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise StanUnavailableError(f"PyStan is not installed: {_INSTALL_HINT}") from err
         _allow_nested_event_loop()
-        self.model = stan.build(program_code, data=dict(data), random_seed=random_seed)
-        self._params = list(self.model.constrained_param_names)
+        self.model = stan.build(program_code, data=json.loads(_json(data)), random_seed=random_seed)
+        self._all = list(self.model.constrained_param_names)
         declared = _parameters_block_names(program_code)
-        # PyStan lists parameters, transformed parameters, generated quantities in order
-        block = [n for n in self.model.param_names if n in declared]
-        self._param_names = [n for n in self._params if _split_name(n)[0] in block]
+        self._params = [n for n in self._all if split_name(n)[0] in declared]
 
     @property
     def param_names(self) -> list[str]:
-        return list(self._param_names)
+        return list(self._params)
 
     @property
     def all_names(self) -> list[str]:
-        return list(self._params)
+        return list(self._all)
 
     def log_density(self, theta_unc: np.ndarray, *, jacobian: bool = True) -> float:
         theta = np.asarray(theta_unc, dtype=float).tolist()
@@ -329,7 +203,7 @@ class BridgeStanEngine(StanEngine):
         lib = Path(model_lib)
         if not lib.is_file():
             raise ValueError(f"model_lib must be an existing model library, found {str(lib)!r}")
-        self.model = bridgestan.StanModel(str(lib), json.dumps(dict(data)), seed=seed)
+        self.model = bridgestan.StanModel(str(lib), _json(data), seed=seed)
         self._rng = self.model.new_rng(seed=seed)
 
     @property
@@ -414,16 +288,19 @@ def _pystan_importable() -> bool:
     return True
 
 
+def _bridgestan_importable() -> bool:
+    try:
+        import bridgestan  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def available_engines(model_lib: str | os.PathLike | None = None) -> list[str]:
     """Engines that can run here, preferred first."""
     out = []
-    if model_lib is not None or bridgestan_source_available():
-        try:
-            import bridgestan  # noqa: F401
-
-            out.append("bridgestan")
-        except ImportError:
-            pass
+    if (model_lib is not None or bridgestan_source_available()) and _bridgestan_importable():
+        out.append("bridgestan")
     if _pystan_importable():
         out.append("pystan")
     return out
@@ -460,10 +337,10 @@ def load_model(
     Parameters
     ----------
     program : str or path
-        A reference program (``"cholesky"``, ``"lmm_lkj_corr"``) or a ``.stan`` path; see
-        :func:`stan_file`.
+        A reference program (``"cholesky"``, ``"lmm_general"``) or a ``.stan`` path; see
+        :func:`~lmm_pymc.stan.programs.stan_file`.
     data : dict
-        The data dictionary, e.g. from :func:`stan_data`.
+        The data dictionary, e.g. from :func:`~lmm_pymc.stan.programs.stan_data`.
     engine : {"auto", "bridgestan", "pystan"}
         ``"auto"`` takes BridgeStan when it can compile (source tree present) or load
         (``model_lib`` given), else PyStan.
@@ -475,7 +352,7 @@ def load_model(
     Returns
     -------
     StanEngine
-        Cached: the same program, data, engine and seed return the same object.
+        Cached: the same program, data, engine, seed and library return the same object.
 
     Raises
     ------
@@ -496,7 +373,7 @@ def load_model(
             f"engine {engine!r} cannot run here (usable: {usable or 'none'}): {_INSTALL_HINT}"
         )
     code = source.read_text()
-    key = _digest(engine, code, json.dumps(dict(data), sort_keys=True), str(seed), str(model_lib))
+    key = _digest(engine, code, _json(data), str(seed), str(model_lib))
     if key not in _CACHE:
         if engine == "pystan":
             _CACHE[key] = PyStanEngine(code, data, random_seed=seed)
@@ -524,9 +401,8 @@ def sample_pystan(
         Every parameter, transformed parameter and generated quantity by Stan name, shape
         ``(chains, draws, *stan_shape)``.
     """
-    for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, found {value!r}")
+    draws, tune = positive_int("draws", draws), positive_int("tune", tune)
+    chains = positive_int("chains", chains)
     engine = load_model(program, data, engine="pystan", seed=seed)
     assert isinstance(engine, PyStanEngine)
     # the seed was given to stan.build (PyStan takes it there, not in sample)

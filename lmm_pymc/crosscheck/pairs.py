@@ -1,0 +1,341 @@
+"""Pairs of a PyMC parametrization and the Stan program that mirrors it, and their maths.
+
+A :class:`Pair` is data: the parametrization, the Stan program, which designs it accepts,
+the PyMC free variables whose unconstrained coordinates both backends share, the Jacobian
+between their coordinates and the analytic offset of their log densities. The registry
+:func:`pairs` holds four, registered on first use (so importing works without
+``stan_reference/``):
+
+============  ===============  ================  ========================================
+pair          parametrization  program           designs
+============  ===============  ================  ========================================
+``lkj_corr``  ``lkj_corr``     ``lmm_lkj_corr``  the tutorial's (``tutorial.FORMULA``)
+``cholesky``  ``cholesky``     ``lmm_cholesky``  the tutorial's
+``marginal``  ``marginal``     ``lmm_marginal``  the tutorial's
+``general``   ``cholesky``     ``lmm_general``   any (crossed factors, any q, ``||``)
+============  ===============  ================  ========================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import pandas as pd
+from scipy.special import betaln
+
+from ..design import Design
+from ..models import PARAMETRIZATIONS, resolve_parametrization
+from ..priors import Priors
+from ..stan.names import TUTORIAL_NAMES, NameMap, general_names
+from ..stan.programs import (
+    GENERAL,
+    TUTORIAL,
+    check_tutorial_design,
+    general_data,
+    is_tutorial_design,
+    stan_file,
+    tutorial_data,
+)
+
+__all__ = [
+    "PAIRS",
+    "SHARED",
+    "Pair",
+    "available_pairs",
+    "cholesky_cov_log_jacobian",
+    "covariance_log_jacobian",
+    "expected_offset",
+    "get_pair",
+    "lkj_log_normaliser",
+    "name_mapping",
+    "reference_offset",
+    "register_pair",
+    "select_pair",
+]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+# ------------------------------------------------------------------------ the maths
+def lkj_log_normaliser(n: int, eta: float) -> float:
+    """``log c_n(eta)``: the LKJ density is ``det(R)^(eta - 1) / c_n(eta)``.
+
+    Lewandowski, Kurowicka and Joe (2009), eq. 16:
+    ``c_n = prod_{k=1}^{n-1} [2^(2 eta - 2 + n - k) B(b_k, b_k)]^(n - k)``,
+    ``b_k = eta + (n - k - 1) / 2``. For ``n = 2``: ``2^(2 eta - 1) B(eta, eta)`` (the
+    density of ``r = 2 u - 1``, ``u ~ Beta(eta, eta)``).
+    """
+    if n < 2 or eta <= 0:
+        raise ValueError(f"n must be >= 2 and eta > 0, found n={n!r}, eta={eta!r}")
+    total = 0.0
+    for k in range(1, n):
+        b = eta + (n - k - 1) / 2.0
+        total += (n - k) * ((2.0 * eta - 2.0 + n - k) * math.log(2.0) + betaln(b, b))
+    return total
+
+
+def cholesky_cov_log_jacobian(point: Mapping[str, np.ndarray]) -> float:
+    """``log |d chol_cov / d (sigs, L_corr)|`` at a point with ``sigs`` (q,) and ``R`` (q, q).
+
+    PyMC's ``LKJCholeskyCov`` is a density on the packed Cholesky factor ``C`` of Sigma;
+    Stan's ``sigs ~ ...; L_corr ~ lkj_corr_cholesky(eta)`` is a density on ``(sigs, L)``
+    with ``L`` the Cholesky factor of the correlation, coordinatised by its strictly lower
+    elements. ``C = diag(sigs) L`` row by row: row ``i`` (0-based) is ``sigs_i`` times the
+    unit vector ``L_i``, whose first ``i`` elements are free and ``L_ii = sqrt(1 - sum)``.
+    In polar form ``d^(i+1) C_i = sigs_i^i d sigs_i dS(L_i)`` and the surface element in
+    the first ``i`` coordinates is ``dS = dL_i0 ... dL_i,i-1 / L_ii``, so
+
+        log |J| = sum_i ( i log sigs_i - log L_ii ).
+
+    For 2 x 2 (``L_10 = rho``, ``L_11 = sqrt(1 - rho^2)``): ``|J| = s_2 / sqrt(1 - rho^2)``.
+    Hence ``p_Stan(sigs, L) = p_PyMC(C) |J|``: add this to PyMC's log density.
+    """
+    sigs = np.asarray(point["sigs"], dtype=float)
+    L = np.linalg.cholesky(np.asarray(point["R"], dtype=float))
+    i = np.arange(sigs.shape[0])
+    return float(np.sum(i * np.log(sigs) - np.log(np.diag(L))))
+
+
+def covariance_log_jacobian(
+    point: Mapping[str, np.ndarray], design: Design, free: Sequence[str]
+) -> float:
+    """The Jacobian hook of every registered pair: :func:`cholesky_cov_log_jacobian` of
+    each correlated factor whose PyMC covariance is ``chol_cov_<key>`` (``LKJCholeskyCov``),
+    on its block of ``sigs`` and ``R``; ``LKJCorr`` (``lkj_corr``) and Stan's
+    ``corr_matrix`` both put the density on the upper triangle of ``R``, so 0 there."""
+    total, start = 0.0, 0
+    for f in design.factors:
+        block = slice(start, start + f.q)
+        start += f.q
+        if f.has_correlation and f"chol_cov_{f.key}" in free:
+            sigs, R = np.asarray(point["sigs"])[block], np.asarray(point["R"])[block, block]
+            total += cholesky_cov_log_jacobian({"sigs": sigs, "R": R})
+    return total
+
+
+def reference_offset(design: Design, priors: Priors, *, latent: bool) -> tuple[float, str]:
+    """``lp_PyMC - lp_Stan`` of the registered pairs, derived term by term: PyMC keeps every
+    normalising constant, Stan (``propto=True``) drops those that do not depend on
+    parameters. ``latent``: the random effects and the likelihood are PyMC random variables
+    (False for ``marginal``, where both backends add the same ``-n/2 log(2 pi)``)."""
+    p, Q = len(design.fixed_names), len(design.terms)
+    lkj = sum(lkj_log_normaliser(f.q, priors.lkj_eta) for f in design.factors if f.has_correlation)
+    half_normal = math.log(2.0) - _HALF_LOG_2PI
+    parts = {
+        f"beta: {p} normal constants": p * (-_HALF_LOG_2PI - math.log(priors.fixed_sd)),
+        "sigma: half-normal constant incl. log 2": half_normal - math.log(priors.residual_sd),
+        f"sigs: {Q} half-normal constants incl. log 2": Q
+        * (half_normal - math.log(priors.group_sd)),
+        # PyMC 5.28's LKJCorr and LKJCholeskyCov add +log c_n(eta), the opposite sign of
+        # the normalised density (LKJCorr(n=2, eta=1) logp is log 2 where the uniform
+        # density on (-1, 1) is 1/2): a constant, harmless for sampling, taken as it is.
+        "LKJ normalising constants (PyMC's sign)": lkj,
+    }
+    if latent:
+        n_effects = sum(f.q * f.n_levels for f in design.factors)
+        parts[f"random effects: -1/2 log(2 pi) for each of {n_effects}"] = (
+            -n_effects * _HALF_LOG_2PI
+        )
+        parts[f"likelihood: -1/2 log(2 pi) per row ({design.n_obs})"] = (
+            -design.n_obs * _HALF_LOG_2PI
+        )
+    text = "; ".join(f"{k} {v:+.6f}" for k, v in parts.items())
+    return float(sum(parts.values())), text
+
+
+# ------------------------------------------------------------------------ the pairs
+#: PyMC free variables (``{k}``: each factor's key) whose unconstrained coordinate is the
+#: same in both backends, with the transform; those a model has are compared.
+SHARED: Mapping[str, str] = {
+    "beta": "identity",
+    "sigma": "log",
+    "sigs_{k}": "log",
+    "z_{k}": "identity",
+    "b_{k}": "identity",
+}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A PyMC parametrization and the Stan program that mirrors it.
+
+    Attributes
+    ----------
+    name : str
+        Registry key (``"cholesky"``, ``"general"``).
+    parametrization : str
+        Name accepted by :func:`lmm_pymc.build_model`.
+    program : str
+        Reference Stan file (see :func:`lmm_pymc.stan.stan_file`).
+    tutorial_only : bool
+        The program is written for the tutorial's design (names :data:`TUTORIAL_NAMES`);
+        otherwise it takes any design (names :func:`general_names`).
+    shared : dict of str to {"identity", "log"}
+        Templates of the shared free variables (see :data:`SHARED`).
+    log_jacobian : callable or None
+        ``(point, design, free_rv_names) -> log |d PyMC coords / d Stan coords|``, added to
+        PyMC's log density; ``None`` drops it (a deliberately wrong pair).
+    offset : callable or None
+        ``(design, priors) -> (lp_PyMC - lp_Stan, explanation)`` where known analytically.
+    random_outputs : tuple of str
+        Stan outputs that are random draws (not compared by name).
+    grad_rtol : float
+        Default tolerance of the relative gradient error (see :func:`crosscheck`).
+    """
+
+    name: str
+    parametrization: str
+    program: str
+    tutorial_only: bool = True
+    shared: Mapping[str, str] = field(default_factory=lambda: dict(SHARED))
+    log_jacobian: Callable[[Mapping[str, np.ndarray], Design, Sequence[str]], float] | None = (
+        covariance_log_jacobian
+    )
+    offset: Callable[[Design, Priors], tuple[float, str]] | None = partial(
+        reference_offset, latent=True
+    )
+    random_outputs: tuple[str, ...] = ()
+    grad_rtol: float = 1e-9
+
+    def applies(self, design: Design) -> bool:
+        return is_tutorial_design(design) or not self.tutorial_only
+
+    def check(self, design: Design) -> None:
+        """``ValueError`` when the program cannot take ``design``."""
+        if self.tutorial_only:
+            check_tutorial_design(design)
+        resolve_parametrization(design, self.parametrization)
+
+    def names(self, design: Design) -> NameMap:
+        return TUTORIAL_NAMES if self.tutorial_only else general_names(design)
+
+    def data(self, design: Design, priors: Priors, *, sampling: bool = False) -> dict:
+        """The program's data; ``sampling=False`` is the density the cross-check compares
+        (the general program then leaves out the Jacobian of its own ``L_free``)."""
+        if self.tutorial_only:
+            return tutorial_data(design, priors)
+        return general_data(design, priors, add_jacobian=sampling)
+
+    def shared_for(self, design: Design, free: Sequence[str]) -> dict[str, str]:
+        """The shared coordinates among the model's free variables ``free``."""
+        out = {}
+        for template, transform in self.shared.items():
+            names = {template.format(k=f.key) for f in design.factors}
+            out.update({n: transform for n in sorted(names) if n in free})
+        return out
+
+
+#: The registry, filled on first use by :func:`pairs`.
+PAIRS: dict[str, Pair] = {}
+
+
+def register_pair(pair: Pair) -> Pair:
+    """Add (or replace) a pair in :data:`PAIRS`; its Stan file must exist."""
+    if not isinstance(pair, Pair):
+        raise ValueError(f"pair must be a lmm_pymc.crosscheck.Pair, found {type(pair).__name__}")
+    stan_file(pair.program)  # fails early on a missing Stan file
+    PAIRS[pair.name] = pair
+    return pair
+
+
+def _register_defaults() -> None:
+    marginal_offset = partial(reference_offset, latent=False)
+    for parametrization, program in TUTORIAL.items():
+        if parametrization == "marginal":
+            # Stan's Woodbury form loses a little to rounding: see crosscheck()
+            pair = Pair("marginal", "marginal", program, offset=marginal_offset,
+                        random_outputs=("random_group",), grad_rtol=1e-8)  # fmt: skip
+        else:
+            pair = Pair(parametrization, parametrization, program)
+        register_pair(pair)
+    register_pair(Pair("general", "cholesky", GENERAL, tutorial_only=False))
+
+
+def pairs() -> dict[str, Pair]:
+    """The registry (the four default pairs are registered on the first call)."""
+    if not PAIRS:
+        _register_defaults()
+    return PAIRS
+
+
+def get_pair(name: str) -> Pair:
+    """A registered pair by name."""
+    registry = pairs()
+    if name not in registry:
+        raise ValueError(f"pair must be one of {sorted(registry)}, found {name!r}")
+    return registry[name]
+
+
+def available_pairs(design: Design | None = None) -> list[str]:
+    """Names of the registered pairs (those that accept ``design`` when given), the
+    tutorial's first, in the order of :data:`lmm_pymc.PARAMETRIZATIONS`."""
+    order = {p: i for i, p in enumerate(PARAMETRIZATIONS)}
+    found = [
+        p
+        for p in pairs().values()
+        if p.parametrization in order and (design is None or p.applies(design))
+    ]
+    found.sort(key=lambda p: (not p.tutorial_only, order[p.parametrization]))
+    return [p.name for p in found]
+
+
+def select_pair(
+    design: Design, parametrization: str | None = None, program: str | None = None
+) -> Pair:
+    """The pair for ``design``: the one named by ``program`` if given, else the tutorial's
+    program of the parametrization for the tutorial's design and the general program for
+    any other (whose parametrization is ``cholesky``; the default parametrization of
+    another single-factor design, ``marginal``, then falls back to it)."""
+    if program is not None:
+        pair = get_pair(program)
+        if parametrization is not None and parametrization != pair.parametrization:
+            raise ValueError(
+                f"parametrization must be {pair.parametrization!r} for program {program!r} "
+                f"(it mirrors that parametrization), found {parametrization!r}"
+            )
+    else:
+        chosen = resolve_parametrization(design, parametrization)
+        candidates = [pairs()[n] for n in available_pairs(design)]
+        matching = [p for p in candidates if p.parametrization == chosen]
+        if not matching and parametrization is None:
+            matching = [p for p in candidates if not p.tutorial_only]
+        if not matching:
+            raise ValueError(
+                f"parametrization must have a Stan pair for this design ("
+                f"{sorted({p.parametrization for p in candidates})}, pairs "
+                f"{[p.name for p in candidates]}), found {parametrization!r}"
+            )
+        pair = matching[0]
+    pair.check(design)
+    return pair
+
+
+def expected_offset(
+    design: Design,
+    parametrization: str | None = None,
+    priors: Priors | None = None,
+    *,
+    program: str | None = None,
+) -> tuple[float | None, str]:
+    """The analytic ``lp_PyMC - lp_Stan`` of the pair of ``design`` and ``parametrization``
+    (``None`` where not known)."""
+    pair = select_pair(design, parametrization, program)
+    if pair.offset is None:
+        return None, "not known analytically"
+    return pair.offset(design, Priors() if priors is None else priors)
+
+
+def name_mapping(
+    stan_names: Sequence[str], program: str = "cholesky", design: Design | None = None
+) -> pd.DataFrame:
+    """Table of Stan flat names and the package value each one is (``stan``, ``package``;
+    0-based indices). The general program's registry needs its ``design``."""
+    pair = get_pair(program)
+    if not pair.tutorial_only and design is None:
+        raise ValueError(f"design must be given for program {program!r}, found None")
+    names = TUTORIAL_NAMES if pair.tutorial_only else general_names(design)
+    return names.table(stan_names)

@@ -1,0 +1,220 @@
+"""The reference Stan programs and their data dictionaries, built from a design.
+
+``stan_reference/`` holds four programs:
+
+=====================  ===============================  ====================================
+file                   mirrors                          designs
+=====================  ===============================  ====================================
+``lmm_lkj_corr.stan``  ``build_model(d, "lkj_corr")``   the tutorial's (:data:`TUTORIAL`)
+``lmm_cholesky.stan``  ``build_model(d, "cholesky")``   the tutorial's
+``lmm_marginal.stan``  ``build_model(d, "marginal")``   the tutorial's
+``lmm_general.stan``   ``build_model(d, "cholesky")``   any: crossed factors, any q, ``||``
+=====================  ===============================  ====================================
+
+The tutorial's programs take ``N, x, y, N_group, group_id`` (:func:`tutorial_data`), the
+general one ``N, p, X, y, F, q, J, correlated, Z, g`` (:func:`general_data`); every program
+takes the prior hyperparameters of :class:`~lmm_pymc.priors.Priors` as data, so one
+``Priors`` drives both backends.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import tutorial
+from ..design import Design
+from ..priors import Priors
+
+__all__ = [
+    "GENERAL",
+    "TUTORIAL",
+    "check_tutorial_design",
+    "general_data",
+    "is_tutorial_design",
+    "stan_data",
+    "stan_file",
+    "stan_reference_dir",
+    "tutorial_data",
+]
+
+#: The tutorial's programs by the parametrization each mirrors.
+TUTORIAL: dict[str, str] = {
+    "lkj_corr": "lmm_lkj_corr",
+    "cholesky": "lmm_cholesky",
+    "marginal": "lmm_marginal",
+}
+#: The general program (mirrors ``cholesky`` for any design).
+GENERAL = "lmm_general"
+
+
+# ----------------------------------------------------------------------------- files
+def stan_reference_dir() -> Path:
+    """The folder holding the reference ``.stan`` files.
+
+    An installed wheel carries them as ``lmm_pymc/stan_reference``; a source checkout has
+    them in ``stan_reference/`` at the repository root. The package copy wins.
+    """
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "stan_reference", package.parent / "stan_reference"):
+        if candidate.is_dir() and any(candidate.glob("*.stan")):
+            return candidate
+    raise FileNotFoundError(
+        f"stan_reference folder not found: looked in {package / 'stan_reference'} (installed "
+        f"wheel) and {package.parent / 'stan_reference'} (source checkout)"
+    )
+
+
+def stan_file(name: str | os.PathLike) -> Path:
+    """Path of a reference Stan program.
+
+    Parameters
+    ----------
+    name : str or path
+        A parametrization or pair name (``"cholesky"``, ``"general"``), a file stem
+        (``"lmm_cholesky"``), a file name (``"lmm_cholesky.stan"``) or the path of any
+        existing ``.stan`` file.
+
+    Examples
+    --------
+    >>> stan_file("lkj_corr").name
+    'lmm_lkj_corr.stan'
+    """
+    path = Path(name)
+    if path.suffix == ".stan" and path.is_file():
+        return path
+    folder = stan_reference_dir()
+    stem = path.name.removesuffix(".stan")
+    for candidate in (folder / f"{stem}.stan", folder / f"lmm_{stem}.stan"):
+        if candidate.is_file():
+            return candidate
+    found = sorted(p.name for p in folder.glob("*.stan"))
+    raise ValueError(
+        f"name must be a parametrization, a reference Stan file or a .stan path, found "
+        f"{str(name)!r}; reference files in {folder}: {found}"
+    )
+
+
+# ------------------------------------------------------------------------------ data
+def is_tutorial_design(design: Design) -> bool:
+    """Whether ``design`` is ``y ~ 1 + x + (1 + x | group_id)`` (any rows and groups)."""
+    if len(design.factors) != 1:
+        return False
+    (f,) = design.factors
+    return (
+        design.fixed_names == ("intercept", "x")
+        and f.name == tutorial.GROUP
+        and f.effect_names == ("intercept", "x")
+        and f.correlated
+        and np.array_equal(f.Z, design.X)
+        and bool(np.all(design.X[:, 0] == 1.0))
+    )
+
+
+def check_tutorial_design(design: Design) -> None:
+    """``ValueError`` unless ``design`` is the tutorial's (see :func:`is_tutorial_design`)."""
+    if not is_tutorial_design(design):
+        raise ValueError(
+            f"the tutorial's Stan programs ({', '.join(TUTORIAL.values())}) need the design of "
+            f"{tutorial.FORMULA!r}, found formula {design.formula!r} with fixed effects "
+            f"{list(design.fixed_names)} and random effects {list(design.terms)}; use the "
+            f"general program (program='general') for other designs"
+        )
+
+
+def _checked(design: Design, priors: Priors | None) -> Priors:
+    if not isinstance(design, Design):
+        raise ValueError(f"design must be a lmm_pymc.Design, found {type(design).__name__}")
+    if design.y is None:
+        raise ValueError("design must carry an outcome y for Stan, found y=None")
+    priors = Priors() if priors is None else priors
+    if not isinstance(priors, Priors):
+        raise ValueError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
+    return priors
+
+
+def _prior_data(priors: Priors) -> dict[str, float]:
+    return {
+        "fixed_mu": priors.fixed_mu,
+        "fixed_sd": priors.fixed_sd,
+        "residual_sd": priors.residual_sd,
+        "group_sd": priors.group_sd,
+        "lkj_eta": priors.lkj_eta,
+    }
+
+
+def tutorial_data(design: Design, priors: Priors | None = None) -> dict[str, object]:
+    """Data of the tutorial's programs: ``N`` rows, ``x`` and ``y``, ``N_group`` groups,
+    ``group_id`` the 1-based position of each row's group in the factor's ``labels`` (Stan's
+    group ``j`` is label ``labels[j - 1]``) and the priors.
+
+    Examples
+    --------
+    >>> from lmm_pymc import simulate
+    >>> d = tutorial_data(simulate(seed=1).design)
+    >>> d["N"], d["N_group"], d["group_id"][:3].tolist(), d["lkj_eta"]
+    (30, 3, [1, 1, 1], 2.0)
+    """
+    priors = _checked(design, priors)
+    check_tutorial_design(design)
+    (f,) = design.factors
+    return {
+        "N": design.n_obs,
+        "x": design.X[:, 1].astype(float),
+        "y": design.y.astype(float),
+        "N_group": f.n_levels,
+        "group_id": (f.index + 1).astype(np.int64),
+        **_prior_data(priors),
+    }
+
+
+def general_data(
+    design: Design, priors: Priors | None = None, *, add_jacobian: bool = True
+) -> dict[str, object]:
+    """Data of ``lmm_general.stan`` for any design with outcome.
+
+    ``Z`` holds the per-row random-effects designs side by side (factor after factor, the
+    order of ``design.terms``); ``g[i, f]`` is the 1-based position of row ``i``'s level in
+    ``design.factors[f].labels``. ``add_jacobian=False`` puts the density on the strictly
+    lower entries of each Cholesky factor (for the cross-check), ``True`` on the
+    unconstrained ``L_free`` (for sampling).
+    """
+    priors = _checked(design, priors)
+    fs = design.factors
+    return {
+        "N": design.n_obs,
+        "p": int(design.X.shape[1]),
+        "X": design.X.astype(float),
+        "y": design.y.astype(float),
+        "F": len(fs),
+        "q": np.array([f.q for f in fs], dtype=np.int64),
+        "J": np.array([f.n_levels for f in fs], dtype=np.int64),
+        "correlated": np.array([int(f.correlated) for f in fs], dtype=np.int64),
+        "Z": np.column_stack([f.Z for f in fs]).astype(float),
+        "g": (np.column_stack([f.index for f in fs]) + 1).astype(np.int64),
+        **_prior_data(priors),
+        "add_jacobian": int(add_jacobian),
+    }
+
+
+def stan_data(
+    design: Design,
+    priors: Priors | None = None,
+    *,
+    program: str | None = None,
+    add_jacobian: bool = True,
+) -> dict[str, object]:
+    """The data dictionary of a reference program for ``design``.
+
+    ``program`` (a name accepted by :func:`stan_file`) defaults to the tutorial's programs
+    for the tutorial's design and to the general program otherwise.
+    """
+    if program is None:
+        general = not (isinstance(design, Design) and is_tutorial_design(design))
+    else:
+        general = stan_file(program).stem == GENERAL
+    if general:
+        return general_data(design, priors, add_jacobian=add_jacobian)
+    return tutorial_data(design, priors)
