@@ -560,8 +560,12 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_at_end": os.getloadavg(),
     }
     meta["not_run"] = skipped
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": records}, indent=2))
-    out.with_suffix(".md").write_text(markdown(records, command.strip(), skipped))
+    from lmm_pymc.files import atomic_path
+
+    with atomic_path(out.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps({"meta": meta, "runs": records}, indent=2))
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown(records, command.strip(), skipped))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
     return 0
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lmm_pymc.files import atomic_path
 from lmm_pymc.priors import Priors
 from lmm_pymc.sbc import DEFAULT_SAMPLING, SBCConfig, SBCResult, run_sbc
 
@@ -48,7 +49,8 @@ def _report(name: str, result: SBCResult, seconds: float, out: Path) -> bool:
         print(table[columns].to_string(index=False))
     result.plot_ecdf(out / "ecdf.png")
     result.plot_histograms(out / "ranks.png")
-    result.table.to_csv(out / "ranks.csv", index=False)
+    with atomic_path(out / "ranks.csv") as tmp:
+        result.table.to_csv(tmp, index=False)
     return bool(table["passed"].all())
 
 

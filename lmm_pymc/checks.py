@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 __all__ = [
     "choice",
@@ -65,6 +64,8 @@ def exact_keys(name: str, given: Mapping[str, object], expected: Sequence[str], 
 
 def finite_column(name: str, values: object) -> np.ndarray:
     """A numeric, finite data column as a float array (booleans and strings refused)."""
+    import pandas as pd
+
     series = values if isinstance(values, pd.Series) else pd.Series(values)
     if not (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)):
         raise ValueError(

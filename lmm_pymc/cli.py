@@ -1,9 +1,11 @@
 """Command line: ``lmm-pymc demo | simulate | fit | sbc | crosscheck``.
 
 Exit codes: 0 success; 1 a check failed (the cross-check disagrees, SBC with ``--check``
-finds a non-uniform parameter); 2 bad input (the message names the argument or column);
-3 the check could not run (no Stan engine). Heavy libraries (PyMC, PyTensor, the samplers)
-are imported inside the commands, after the arguments are parsed.
+finds a non-uniform parameter); 2 bad input (one line on stderr naming the argument or
+column, the value found and what was expected); 3 the check could not run (no usable Stan
+engine); 4 an unexpected internal error (``--debug`` shows its traceback); 130 interrupted.
+Heavy libraries (PyMC, PyTensor, the samplers) are imported inside the commands, after the
+arguments are parsed, so argument errors and ``--help`` return at once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import time
 import warnings
 from pathlib import Path
 
+from .checks import non_negative_int, positive_int, probability
+
 __all__ = ["build_parser", "main"]
 
 #: Parametrizations and samplers (kept here, equal to lmm_pymc.models.PARAMETRIZATIONS and
@@ -23,6 +27,60 @@ SAMPLERS = ("nutpie", "pymc")
 #: Stan cross-check pairs: the tutorial's programs (one per parametrization) and the general
 #: program (cholesky, any formula); equal to lmm_pymc.crosscheck.available_pairs().
 PAIRS = (*PARAMETRIZATIONS, "general")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``lmm-pymc fit: error: ... (see lmm-pymc fit --help)``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # a misspelt flag is an error, not a guess
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _one_line_warnings() -> None:
+    """Warnings on the command line as ``lmm-pymc: warning: ...``, one line each."""
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        print(f"lmm-pymc: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _checked(check, name: str):
+    """An argparse ``type`` from a :mod:`lmm_pymc.checks` function: ``--chains 0`` fails
+    while parsing, before any heavy import."""
+
+    def convert(text: str):
+        try:
+            value = float(text) if check is probability else int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+        try:
+            return check(name, value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return convert
+
+
+def _two_or_more(name: str, value: int) -> int:
+    if value < 2:
+        raise ValueError(
+            f"{name} must be at least 2 (one group cannot be fitted: the group-level sds are "
+            f"not identified), found {value}"
+        )
+    return value
+
+
+def _add_size_args(p: argparse.ArgumentParser) -> None:
+    """``--groups`` and ``--rows`` of the tutorial's design (x = 1..rows in every group)."""
+    p.add_argument("--groups", type=_checked(_two_or_more, "--groups"), default=3,
+                   help="groups of the tutorial's design (default: %(default)s)")  # fmt: skip
+    p.add_argument("--rows", type=_checked(positive_int, "--rows"), default=10,
+                   help="rows per group, x = 1..rows (default: %(default)s)")  # fmt: skip
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, *, draws: int, tune: int, chains: int,
@@ -39,16 +97,15 @@ def _add_sampling_args(p: argparse.ArgumentParser, *, draws: int, tune: int, cha
                             "factor, else cholesky)")  # fmt: skip
     p.add_argument("--sampler", default=SAMPLERS[0], choices=SAMPLERS,
                    help="NUTS implementation (default: %(default)s)")  # fmt: skip
-    p.add_argument(
-        "--draws", type=int, default=draws, help="draws per chain (default: %(default)s)"
-    )
-    p.add_argument("--tune", type=int, default=tune,
+    p.add_argument("--draws", type=_checked(positive_int, "--draws"), default=draws,
+                   help="draws per chain (default: %(default)s)")  # fmt: skip
+    p.add_argument("--tune", type=_checked(non_negative_int, "--tune"), default=tune,
                    help="tuning steps per chain (default: %(default)s)")  # fmt: skip
-    p.add_argument("--chains", type=int, default=chains,
+    p.add_argument("--chains", type=_checked(positive_int, "--chains"), default=chains,
                    help="number of chains (default: %(default)s)")  # fmt: skip
     p.add_argument(
         "--target-accept",
-        type=float,
+        type=_checked(probability, "--target-accept"),
         default=None,
         help="NUTS target acceptance rate (default: 0.99 for marginal, 0.95 otherwise)",
     )
@@ -93,10 +150,12 @@ def _posterior_summary(idata):
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import tutorial
+    from .files import check_output
     from .fitting import fit
     from .recovery import plot_recovery, recovery_table
     from .simulation import simulate
 
+    check_output(args.plot, argument="--plot")
     sim = simulate(seed=args.seed)
     print(f"Simulated the tutorial's design {tutorial.FORMULA!r}: 3 groups x 10 rows, x = 1..10")
     print(f"  true beta = {list(tutorial.BETA)}, sds = {list(tutorial.SIGMAS)}, "
@@ -118,43 +177,54 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from . import tutorial
+    from .files import atomic_path, check_output
     from .simulation import simulate
 
+    out = check_output(args.out)
     frame = tutorial.design_frame(args.groups, args.rows)
     params = tutorial.parameters(beta=(args.alpha, args.beta), rho=args.rho, sigma=args.sigma,
                                  sigmas=(args.sd_intercept, args.sd_slope))  # fmt: skip
     sim = simulate(data=frame, **params, seed=args.seed)
-    sim.data.to_csv(args.out, index=False)
+    with atomic_path(out) as tmp:
+        sim.data.to_csv(tmp, index=False)
     print(f"wrote {len(sim.data)} rows in {args.groups} groups to {args.out}")
     return 0
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from .files import atomic_path, check_output, read_csv
 
+    out = check_output(args.out) if args.out else None
+    data = read_csv(args.csv)
     from . import tutorial
+
+    formula = args.formula or tutorial.formula(args.y, args.x, args.group)
+    config = _sampler_config(args)
+    from .formula import design_from_formula
+
+    design = design_from_formula(formula, data)  # data errors before PyMC is imported
     from .fitting import fit
 
-    path = Path(args.csv)
-    if not path.is_file():
-        raise ValueError(f"csv must be an existing file, found {str(path)!r}")
-    data = pd.read_csv(path)
-    formula = args.formula or tutorial.formula(args.y, args.x, args.group)
-    idata = fit(data, formula, parametrization=args.parametrization,
-                sampling=_sampler_config(args))  # fmt: skip
+    idata = fit(design, parametrization=args.parametrization, sampling=config)
     print(f"{formula}  (parametrization {idata.attrs['parametrization']!r})")
     _print_table(_posterior_summary(idata))
-    if args.out:
-        idata.to_netcdf(args.out)
+    if out is not None:
+        with atomic_path(out) as tmp:
+            idata.to_netcdf(tmp)
         print(f"posterior written to {args.out}")
     return 0
 
 
 def _cmd_sbc(args: argparse.Namespace) -> int:
+    from .files import atomic_path
     from .priors import Priors
     from .sbc import SBCConfig, SBCStore, run_sbc
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a directory for the SBC run, found the file {str(out)!r}")
+    if not out.parent.is_dir():
+        raise ValueError(f"--out {str(out)!r}: its folder {str(out.parent)!r} does not exist")
     stored = SBCStore(out).config()
     if stored is not None and not args.restart_config:
         config = stored  # resume with the stored settings
@@ -175,7 +245,8 @@ def _cmd_sbc(args: argparse.Namespace) -> int:
           f"max r_hat > 1.01: {int((diag['max_r_hat'] > 1.01).sum())}")  # fmt: skip
     table = result.uniformity(prob=args.prob)
     _print_table(table[["parameter", "passed", "max_ecdf_excess", "chi2_p_value"]])
-    result.table.to_csv(out / "ranks.csv", index=False)
+    with atomic_path(out / "ranks.csv") as tmp:
+        result.table.to_csv(tmp, index=False)
     result.plot_ecdf(out / "ecdf.png", prob=args.prob)
     result.plot_histograms(out / "ranks.png")
     print(f"tidy ranks in {out / 'ranks.csv'}, plots {out / 'ecdf.png'} and {out / 'ranks.png'}")
@@ -240,8 +311,8 @@ def _simulate_parser(sub) -> None:
     sim = sub.add_parser("simulate", help="simulate the tutorial's model to a CSV file")
     sim.add_argument("--out", required=True, help="CSV file to write")
     for flag, kind, default, text in (
-        ("--groups", int, 3, "number of groups"),
-        ("--rows", int, 10, "rows per group, x = 1..rows"),
+        ("--groups", _checked(_two_or_more, "--groups"), 3, "number of groups (at least 2)"),
+        ("--rows", _checked(positive_int, "--rows"), 10, "rows per group, x = 1..rows"),
         ("--alpha", float, 6.0, "fixed intercept"),
         ("--beta", float, 4.0, "fixed slope"),
         ("--sd-intercept", float, 3.0, "sd of the random intercepts"),
@@ -274,18 +345,27 @@ def _fit_parser(sub) -> None:
 
 def _sbc_parser(sub) -> None:
     sbc = sub.add_parser("sbc", help="simulation-based calibration on Dask (resumable)")
-    sbc.add_argument("--simulations", type=int, required=True, help="number of simulations")
+    sbc.add_argument(
+        "--simulations",
+        type=_checked(positive_int, "--simulations"),
+        required=True,
+        help="number of simulations",
+    )
     sbc.add_argument("--out", required=True, help="directory of the run (re-run to resume)")
     sbc.add_argument(
         "--workers",
-        type=int,
+        type=_checked(positive_int, "--workers"),
         default=None,
         help="LocalCluster worker processes (default: the CPUs available)",
     )
     sbc.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
-    sbc.add_argument("--groups", type=int, default=3, help="groups per data set (default: 3)")
-    sbc.add_argument("--rows", type=int, default=10, help="rows per group (default: 10)")
-    sbc.add_argument("--thin", type=int, default=5, help="keep every n-th draw (default: 5)")
+    _add_size_args(sbc)
+    sbc.add_argument(
+        "--thin",
+        type=_checked(positive_int, "--thin"),
+        default=5,
+        help="keep every n-th draw (default: 5)",
+    )
     sbc.add_argument("--fit-fixed-sd", type=float, default=None,
                      help="fit with Normal(0, this) fixed-effect priors: a deliberately "
                           "miscalibrated pair, to see the check fail")  # fmt: skip
@@ -308,8 +388,7 @@ def _crosscheck_parser(sub) -> None:
     cc = sub.add_parser(
         "crosscheck", help="prove the PyMC models and the reference Stan programs agree"
     )
-    cc.add_argument("--groups", type=int, default=3, help="simulated groups (default: 3)")
-    cc.add_argument("--rows", type=int, default=10, help="rows per group (default: 10)")
+    _add_size_args(cc)
     cc.add_argument("--seed", type=int, default=2024, help="simulation seed (default: 2024)")
     cc.add_argument(
         "--engine",
@@ -318,10 +397,15 @@ def _crosscheck_parser(sub) -> None:
         help="Stan engine (default: BridgeStan if usable, else PyStan)",
     )
     cc.add_argument("--model-lib", default=None, help="prebuilt BridgeStan model library")
-    cc.add_argument("--prior-points", type=int, default=10, help="prior draws (default: 10)")
+    cc.add_argument(
+        "--prior-points",
+        type=_checked(positive_int, "--prior-points"),
+        default=10,
+        help="prior draws (default: 10)",
+    )
     cc.add_argument(
         "--posterior-points",
-        type=int,
+        type=_checked(positive_int, "--posterior-points"),
         default=10,
         help="draws of a short PyMC posterior run (default: 10)",
     )
@@ -335,13 +419,15 @@ def _crosscheck_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lmm-pymc",
         description="Bayesian linear mixed models in PyMC: simulate, fit, recover, cross-check "
         "against Stan, calibrate. The tutorial's model y ~ 1 + x + (1 + x | group_id) is the "
         "default.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_demo_parser, _simulate_parser, _fit_parser, _sbc_parser, _crosscheck_parser):
         add(sub)
     return parser
@@ -351,11 +437,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+    if not args.debug:
+        _one_line_warnings()
+    prog = f"lmm-pymc {args.command}"
     try:
         return int(args.func(args))
-    except ValueError as err:
-        print(f"lmm-pymc {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        code, what = _classify(err)
+        text = " ".join(str(err).split()) or type(err).__name__
+        print(f"{prog}: {what}: {text}", file=sys.stderr)
+        return code
+
+
+def _classify(err: Exception) -> tuple[int, str]:
+    """Exit code and kind of an error that ended a command (see the module docstring)."""
+    if isinstance(err, ValueError):
+        return 2, "error"
+    if type(err).__name__ == "StanUnavailableError":  # no import of the Stan modules here
+        return 3, "could not run"
+    if isinstance(err, OSError):
+        return 2, "error"
+    return 4, f"internal error ({type(err).__name__}; rerun with --debug for the traceback)"
 
 
 if __name__ == "__main__":

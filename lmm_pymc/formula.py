@@ -46,6 +46,7 @@ def split_formula(formula: str) -> tuple[str, str | None, str, dict[str, bool]]:
         raise ValueError(
             f"formula's response must be a single column name, found {response!r} in {formula!r}"
         )
+    rhs = _GROUP_TERM.sub(_expand_nesting, rhs)
     correlated: dict[str, bool] = {}
     for _expr, bar, factor in _GROUP_TERM.findall(rhs):
         name = factor.strip().replace(" ", "")
@@ -57,6 +58,20 @@ def split_formula(formula: str) -> tuple[str, str | None, str, dict[str, bool]]:
         correlated[name] = bar == "|"
     rhs_clean = rhs.replace("||", "|")
     return rhs_clean.strip(), response, formula.strip(), correlated
+
+
+def _expand_nesting(match: re.Match) -> str:
+    """lme4's nesting ``(e | a/b/c)`` is ``(e | a) + (e | a:b) + (e | a:b:c)``."""
+    expr, bar, factor = match.groups()
+    parts = [p.strip() for p in factor.split("/")]
+    if len(parts) == 1:
+        return match.group(0)
+    if not all(parts):
+        raise ValueError(
+            f"formula term ({expr.strip()} {bar} {factor.strip()}): expected nested factors "
+            "as a/b, found an empty name"
+        )
+    return " + ".join(f"({expr} {bar} {':'.join(parts[: k + 1])})" for k in range(len(parts)))
 
 
 def _term_mentions(term_text: str, column: str) -> bool:
@@ -76,6 +91,12 @@ def _unknown_column_error(column: str, rhs: str, data: pd.DataFrame) -> ValueErr
                 f"formula term {term}: random slope on {column!r}, a column absent from data; "
                 f"columns found: {list(data.columns)}"
             )
+    if re.search(rf"(?<![\w.]){re.escape(column)}\s*\(", rhs):
+        return ValueError(
+            f"formula calls {column}(...), which is neither a column nor a function formulae "
+            "knows (supported: C(), I(), scale(), center(), np.<function>); compute the "
+            "column in the data frame instead"
+        )
     return ValueError(
         f"formula refers to column {column!r}, which is not in data; columns found: "
         f"{list(data.columns)}"
@@ -92,8 +113,10 @@ def _check_finite(data: pd.DataFrame, columns: set[str]) -> None:
             bad = s.isna().to_numpy()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
+            value = s.iloc[row]
+            value = value.item() if isinstance(value, np.generic) else value
             raise ValueError(
-                f"column {col!r} must be finite and not missing, found {s.iloc[row]!r} at "
+                f"column {col!r} must be finite and not missing, found {value!r} at "
                 f"row {row} ({int(bad.sum())} bad value(s) in total)"
             )
 
@@ -138,6 +161,140 @@ def _columns(
     if len(names) != matrix.shape[1]:  # formulae labels every column; keep a safe fallback
         names = [f"X{k}" for k in range(matrix.shape[1])]
     return matrix, tuple(names)
+
+
+#: Largest magnitude of a data value: squares and sums of squares must stay finite in
+#: float64 (max ~1.8e308), with room for sums over 10^8 rows.
+MAX_ABS_VALUE = 1e150
+
+
+def _labels(raw: pd.Series, name: str) -> tuple[np.ndarray, tuple]:
+    """Integer codes (order of first appearance) and labels of a grouping column.
+
+    Labels stay as they are when they are all strings, all integers that fit int64 or all
+    finite floats; anything else (integers beyond int64, mixed types) becomes text, which
+    every sampler and ArviZ accept as a coordinate.
+    """
+    codes, uniques = pd.factorize(raw, sort=False)
+    values = uniques.tolist()
+    kinds = {_label_kind(v) for v in values}
+    if len(kinds) > 1 or kinds <= {"other"}:
+        text = [str(v) for v in values]
+        if len(set(text)) < len(text):
+            clash = sorted({t for t in text if text.count(t) > 1})
+            raise ValueError(
+                f"grouping column {name!r} mixes label types whose text coincides "
+                f"({clash[:3]}); expected labels of one type (all text or all numbers)"
+            )
+        values = text
+    elif kinds == {"int"}:
+        values = [int(v) for v in values]
+    elif kinds == {"float"}:
+        values = [float(v) for v in values]
+    return codes.astype(np.int64), tuple(values)
+
+
+def _label_kind(value: object) -> str:
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return "int" if -(2**63) <= int(value) < 2**63 else "other"
+    return "float" if isinstance(value, float | np.floating) else "other"
+
+
+def _check_fittable(design: Design) -> None:
+    """Refuse data whose parameters are not identified, before any model is built; warn
+    where a fit is still meaningful but weakly informed. Each message names the column."""
+    y, X = design.y, design.X
+    for name, values in ((design.response, y), *zip(design.fixed_names, X.T, strict=True)):
+        big = float(np.max(np.abs(values)))
+        if big > MAX_ABS_VALUE:
+            raise ValueError(
+                f"column {name!r} has values up to {big:.3g}; expected magnitudes below "
+                f"{MAX_ABS_VALUE:.0e} (their squares must stay finite in float64): rescale it"
+            )
+    if np.ptp(y) == 0:
+        raise ValueError(
+            f"outcome column {design.response!r} is constant (every value {float(y[0])!r}); "
+            "expected "
+            "an outcome that varies: the residual sd is not identified"
+        )
+    if X.shape[1] >= design.n_obs:
+        raise ValueError(
+            f"formula has {X.shape[1]} fixed-effect columns for {design.n_obs} rows; expected "
+            "fewer columns than rows (a categorical predictor with a level per row?)"
+        )
+    for k in range(X.shape[1]):
+        others = X[:, :k]
+        if not np.any(X[:, k]):
+            raise ValueError(
+                f"fixed effect {design.fixed_names[k]!r} is zero on every row; expected a "
+                "column that varies"
+            )
+        if k and _in_span(X[:, k], others):
+            raise ValueError(
+                f"fixed effect {design.fixed_names[k]!r} is a linear combination of "
+                f"{list(design.fixed_names[:k])} (e.g. a constant predictor beside the "
+                "intercept, or a duplicated column): expected linearly independent "
+                "predictors; drop it from the formula"
+            )
+    for f in design.factors:
+        if (f.sizes == 1).all():
+            raise ValueError(
+                f"every level of grouping factor {f.name!r} has one row ({f.n_levels} levels "
+                f"for {design.n_obs} rows): expected repeated rows per level, else its sd "
+                "is not separately identified from the residual sd"
+            )
+        _warn_within_group_constant(f)
+
+
+def _in_span(column: np.ndarray, others: np.ndarray) -> bool:
+    """Whether ``column`` lies in the span of ``others`` (relative residual < 1e-10)."""
+    coef, *_ = np.linalg.lstsq(others, column, rcond=None)
+    scale = max(float(np.linalg.norm(column)), 1e-300)
+    return float(np.linalg.norm(column - others @ coef)) <= 1e-10 * scale
+
+
+def _warn_within_group_constant(f: GroupingFactor) -> None:
+    """Warn where a random slope's variable does not vary within any level."""
+    if f.q < 2:
+        return
+    counts = np.bincount(f.index, minlength=f.n_levels)
+    for k, effect in enumerate(f.effect_names):
+        col = f.Z[:, k]
+        mean = np.bincount(f.index, weights=col, minlength=f.n_levels) / counts
+        if effect != "intercept" and np.allclose(col, mean[f.index], rtol=0, atol=1e-12 * (
+                1 + np.abs(col).max())):  # fmt: skip
+            warnings.warn(
+                f"random slope {effect!r} in ({' + '.join(f.effect_names)} | {f.name}) does "
+                f"not vary within any level of {f.name!r}: its sd is informed only by the "
+                "prior and is confounded with the random intercept; consider dropping it",
+                UserWarning,
+                stacklevel=4,
+            )
+
+
+def _check_text_columns(frame: pd.DataFrame, columns: set[str]) -> None:
+    """Refuse a categorical predictor with one level (formulae would drop it silently);
+    warn where a text column holds numbers (formulae would treat it as categorical)."""
+    for col in sorted(columns):
+        s = frame[col]
+        if s.dtype == object or pd.api.types.is_string_dtype(s):
+            if s.nunique() < 2:
+                raise ValueError(
+                    f"column {col!r} is categorical (dtype {s.dtype}) with the single value "
+                    f"{s.iloc[0]!r}; expected a numeric column or at least 2 categories"
+                )
+            as_num = pd.to_numeric(s, errors="coerce")
+            if as_num.notna().all() and s.nunique() > 2:
+                warnings.warn(
+                    f"column {col!r} holds numbers stored as text (dtype {s.dtype}, first "
+                    f"values {s.head(3).tolist()}); it enters the model as a categorical "
+                    f"predictor with {s.nunique()} levels. Convert it with pd.to_numeric if "
+                    "it is numeric",
+                    UserWarning,
+                    stacklevel=4,
+                )
 
 
 def _warn_single_row_levels(factors: list[GroupingFactor]) -> None:
@@ -238,6 +395,7 @@ def design_from_formula(
     rhs, response, cleaned, correlated = _check_formula(formula, data, require_response)
     frame = data.reset_index(drop=True)
     _check_finite(frame, _formula_columns(rhs, frame) | ({response} & set(frame.columns)))
+    _check_text_columns(frame, _formula_columns(rhs, frame) - set(correlated))
     fixed_rhs, terms = _split_terms(rhs)
     X, fixed_names = _columns(fixed_rhs, frame, formula, rhs, what="fixed effect")
     factors = []
@@ -250,7 +408,7 @@ def design_from_formula(
             raw = raw.astype(str)
             for col in columns[1:]:
                 raw = raw + ":" + frame[col].astype(str)
-        codes, uniques = pd.factorize(raw, sort=False)  # order of first appearance
+        codes, uniques = _labels(raw, fname)  # order of first appearance
         if len(uniques) < 2:
             raise ValueError(
                 f"formula term with grouping factor {fname!r}: needs at least 2 levels to "
@@ -259,8 +417,8 @@ def design_from_formula(
         factors.append(
             GroupingFactor(
                 name=fname,
-                labels=tuple(uniques.tolist()),
-                index=codes.astype(np.int64),
+                labels=uniques,
+                index=codes,
                 Z=Z,
                 effect_names=names,
                 correlated=correlated.get(fname, True),
@@ -269,8 +427,7 @@ def design_from_formula(
     y = None
     if response is not None and response in frame.columns:
         y = finite_column(response, frame[response])
-        _warn_single_row_levels(factors)
-    return Design(
+    design = Design(
         X=X,
         fixed_names=fixed_names,
         factors=tuple(factors),
@@ -278,3 +435,7 @@ def design_from_formula(
         formula=cleaned,
         response=response,
     )
+    if y is not None:
+        _check_fittable(design)
+        _warn_single_row_levels(factors)
+    return design

@@ -47,7 +47,10 @@ class Priors:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            v = float(value)
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"Priors.{name} must be a number, found {value!r}") from None
             if not np.isfinite(v):
                 raise ValueError(f"Priors.{name} must be finite, found {value!r}")
             if name != "fixed_mu" and v <= 0:

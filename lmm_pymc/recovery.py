@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import probability
+from .files import atomic_path
 from .parameters import Truth
 
 __all__ = ["plot_recovery", "recovery_table"]
@@ -108,5 +109,6 @@ def plot_recovery(
     axes.flat[0].legend(fontsize=8, loc="upper left")
     fig.suptitle(f"Posterior vs truth ({idata.attrs.get('parametrization', 'fit')})")
     if path is not None:
-        fig.savefig(path, dpi=110)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
     return fig

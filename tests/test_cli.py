@@ -46,13 +46,15 @@ def test_bad_arguments_exit_2_with_message(tmp_path, capsys):
     assert main(["simulate", "--out", str(tmp_path / "s.csv"), "--rho", "1.2"]) == 2
     assert "rho must be a correlation with |rho| < 1, found 1.2" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "missing.csv")]) == 2
-    assert "csv must be an existing file" in capsys.readouterr().err
+    assert "csv must be an existing CSV file" in capsys.readouterr().err
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"y": [1.0, 2.0], "x": [1.0, 2.0]}).to_csv(bad, index=False)
     assert main(["fit", str(bad)]) == 2
     assert "grouping factor column 'group_id' is not in data" in capsys.readouterr().err
-    assert main(["fit", str(bad), "--draws", "0"]) == 2
-    assert "draws must be a positive integer, found 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse: while parsing, before any import
+        main(["fit", str(bad), "--draws", "0"])
+    assert exit_.value.code == 2
+    assert "--draws must be a positive integer, found 0" in capsys.readouterr().err
 
 
 def test_formula_errors(tmp_path, capsys):

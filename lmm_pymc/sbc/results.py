@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..files import atomic_path
 from .config import SBCConfig
 from .ranks import default_bins, ecdf_band, uniformity_test
 from .store import CONFIG_FILE, SBCStore
@@ -43,7 +44,8 @@ def _panels(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return Path(path)
 

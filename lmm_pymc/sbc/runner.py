@@ -248,12 +248,20 @@ def run_sbc(
     from tqdm.auto import tqdm
 
     n_simulations = positive_int("n_simulations", n_simulations)
+    if workers is not None:
+        positive_int("workers", workers)
     store = SBCStore(out)
     config = config if config is not None else (store.config() or SBCConfig())
     store.prepare(config)
     done = set(store.finished())
     for i in sorted(done):
-        store.read(i)  # a corrupted file stops the run here, naming the file
+        try:
+            store.read(i)
+        except ValueError as err:  # truncated or garbage: never used, recomputed
+            moved = store.set_aside(i)
+            done.discard(i)
+            warnings.warn(f"{err}; moved to {moved.name} and recomputed", UserWarning,
+                          stacklevel=2)  # fmt: skip
     todo = [i for i in range(n_simulations) if i not in done]
     if todo:
         with _dask_client(workers, scheduler) as (client, n_workers):

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from ..files import atomic_path
 from .config import SBCConfig
 
 __all__ = ["CONFIG_FILE", "RESULT_KEYS", "SBCStore"]
@@ -50,12 +51,8 @@ class SBCStore:
         return self.directory / f"{FILE_PREFIX}{int(index):06d}.json"
 
     def _write_json(self, path: Path, payload: dict) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as fh:
+        with atomic_path(path) as tmp, open(tmp, "w") as fh:
             json.dump(payload, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
 
     def prepare(self, config: SBCConfig) -> None:
         """Create the directory, store ``config`` or check it equals the stored one.
@@ -66,7 +63,7 @@ class SBCStore:
             If the directory holds a run with another configuration (naming the fields).
         """
         self.directory.mkdir(parents=True, exist_ok=True)
-        for stale in self.directory.glob(f".{FILE_PREFIX}*.tmp"):
+        for stale in self.directory.glob(f".{FILE_PREFIX}*.tmp*"):
             stale.unlink(missing_ok=True)  # partial writes of a killed run
         stored = self.config()
         if stored is None:
@@ -134,6 +131,14 @@ class SBCStore:
                 f"but truth for {sorted(data['truth'])}"
             )
         return data
+
+    def set_aside(self, index: int) -> Path:
+        """Rename a corrupted result to ``sim_<index>.json.corrupt`` (kept for inspection,
+        no longer counted as finished) and return the new path."""
+        path = self.path(index)
+        target = path.with_name(path.name + ".corrupt")
+        os.replace(path, target)
+        return target
 
     def finished(self) -> list[int]:
         """Indices of the finished simulations, sorted."""
