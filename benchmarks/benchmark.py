@@ -53,6 +53,8 @@ SIZES: dict[str, tuple[int, int]] = {
 #: configuration -> (label, is it a slow baseline?)
 CONFIGS: dict[str, tuple[str, bool]] = {
     "stan": ("Stan (PyStan), tutorial's lkj_corr model", True),
+    # Stan's NUTS on the package's algorithm: per-group sums, random effects integrated out
+    "stan_marginal_stats": ("Stan, same algorithm (PyStan, lmm_marginal_stats.stan)", False),
     "pymc_lkj_corr": ("PyMC NUTS, lkj_corr", True),
     "pymc_cholesky": ("PyMC NUTS, cholesky", True),
     "nutpie_cholesky": ("nutpie, cholesky", True),
@@ -94,14 +96,15 @@ def _min_ess(posterior, truth) -> tuple[float, dict[str, float]]:
     return min(per.values()), per
 
 
-def _stan_posterior(draws: dict, design):
+def _stan_posterior(draws: dict, design, names=None):
     """Stan's draws (``alpha_0, beta_0, sigma_g, sigs, R``, shape ``(chain, draw, ...)``)
-    as a posterior under the package's names, with the design's coordinates."""
+    as a posterior under the package's names, with the design's coordinates; ``names``:
+    another program's registry (default the tutorial's)."""
     import xarray as xr
 
     from lmm_pymc.stan.names import TUTORIAL_NAMES
 
-    values = TUTORIAL_NAMES.package_values(draws)
+    values = (names or TUTORIAL_NAMES).package_values(draws)
     coords = design.coords()
     dims = {
         "beta": ("fixed_effect",),
@@ -147,6 +150,33 @@ def _run_stan(sim, draws: int, tune: int, chains: int, seed: int, cold: bool = F
         "steps_per_draw": float(np.mean(fit["n_leapfrog__"])),
         "posterior": _stan_posterior(draws, sim.design),
         "note": "compile from httpstan's cache" if compile_s < 10 else "compile: first build",
+    }
+
+
+def _run_stan_marginal_stats(sim, draws: int, tune: int, chains: int, seed: int) -> dict:
+    """Stan's NUTS on ``lmm_marginal_stats.stan``: the default fit's algorithm (the data are
+    per-group sums, so neither data nor gradient grow with the rows) in Stan."""
+    import arviz as az
+    import numpy as np
+
+    from lmm_pymc.stan import load_model, marginal_stats_data, marginal_stats_names
+
+    t0 = time.perf_counter()
+    model = load_model("marginal_stats", marginal_stats_data(sim.design), engine="pystan",
+                       seed=seed).model  # fmt: skip
+    t1 = time.perf_counter()
+    fit = model.sample(num_chains=chains, num_samples=draws, num_warmup=tune)
+    t2 = time.perf_counter()
+    post = az.from_pystan(posterior=fit).posterior
+    draws = {name: post[name].values for name in ("beta", "sigma", "sigs", "R")}
+    return {
+        "compile_s": t1 - t0,
+        "sampling_s": t2 - t1,
+        "end_to_end_s": t2 - t0,
+        "divergences": int(np.asarray(fit["divergent__"]).sum()),
+        "steps_per_draw": float(np.mean(fit["n_leapfrog__"])),
+        "posterior": _stan_posterior(draws, sim.design, marginal_stats_names(sim.design)),
+        "note": "compile from httpstan's cache" if t1 - t0 < 10 else "compile: first build",
     }
 
 
@@ -271,6 +301,8 @@ def run_one(
         out = _run_stan_bound(sim, draws, tune, chains, seed, cold=stan_cold)
     elif config == "stan":
         out = _run_stan(sim, draws, tune, chains, seed, cold=stan_cold)
+    elif config == "stan_marginal_stats":
+        out = _run_stan_marginal_stats(sim, draws, tune, chains, seed)
     elif config.startswith(("pymc_", "nutpie_")):
         sampler, parametrization = config.split("_", 1)
         out = _run_sampler(sim, sampler, parametrization, draws, tune, chains, seed)

@@ -24,9 +24,10 @@ __all__ = ["build_parser", "main"]
 #: lmm_pymc.sampling.SAMPLERS, so that parsing needs no import of PyMC; a test checks it).
 PARAMETRIZATIONS = ("marginal", "cholesky", "lkj_corr")
 SAMPLERS = ("nutpie", "pymc")
-#: Stan cross-check pairs: the tutorial's programs (one per parametrization) and the general
-#: program (cholesky, any formula); equal to lmm_pymc.crosscheck.available_pairs().
-PAIRS = (*PARAMETRIZATIONS, "general")
+#: Stan cross-check pairs: the tutorial's programs (one per parametrization), the
+#: sufficient-statistics program (marginal, one factor) and the general program (cholesky,
+#: any formula); equal to lmm_pymc.crosscheck.available_pairs().
+PAIRS = (*PARAMETRIZATIONS, "marginal_stats", "general")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -260,12 +261,16 @@ def _cmd_crosscheck(args: argparse.Namespace) -> int:
     from . import tutorial
     from .crosscheck import available_pairs, compare_posteriors, crosscheck
     from .simulation import simulate
-    from .stan import available_engines
+    from .stan import resolve_engine
 
-    if not available_engines(args.model_lib):
-        print("lmm-pymc crosscheck: error: no Stan engine is available: pip install "
-              "'lmm_pymc[stan]' (PyStan compiles offline)", file=sys.stderr)  # fmt: skip
-        return 3
+    names = args.parametrization or list(PAIRS)
+    if args.model_lib is not None and len(names) != 1:
+        raise ValueError(
+            f"--model-lib must come with one pair (a library is one compiled program), found "
+            f"{len(names)} pairs {names}: name it, e.g. --parametrization {names[0]}"
+        )
+    # fails here, before any PyMC work: exit 3 with what is missing and how to get it
+    resolve_engine(args.engine, args.model_lib)
     sim = simulate(data=tutorial.design_frame(args.groups, args.rows), seed=args.seed)
     print(f"data: the tutorial's model, {args.groups} groups x {args.rows} rows, seed {args.seed}")
     agree = True
@@ -396,7 +401,12 @@ def _crosscheck_parser(sub) -> None:
         choices=("auto", "bridgestan", "pystan"),
         help="Stan engine (default: BridgeStan if usable, else PyStan)",
     )
-    cc.add_argument("--model-lib", default=None, help="prebuilt BridgeStan model library")
+    cc.add_argument(
+        "--model-lib",
+        default=None,
+        help="prebuilt BridgeStan library of the one pair named by --parametrization "
+        "(checked against its program)",
+    )
     cc.add_argument(
         "--prior-points",
         type=_checked(positive_int, "--prior-points"),
@@ -405,7 +415,7 @@ def _crosscheck_parser(sub) -> None:
     )
     cc.add_argument(
         "--posterior-points",
-        type=_checked(positive_int, "--posterior-points"),
+        type=_checked(non_negative_int, "--posterior-points"),
         default=10,
         help="draws of a short PyMC posterior run (default: 10)",
     )

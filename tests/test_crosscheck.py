@@ -180,17 +180,19 @@ def test_importing_registers_nothing_and_needs_no_stan_files() -> None:
 
 
 def test_available_pairs_and_their_designs(tutorial_sim, crossed_sim, q3_sim) -> None:
-    assert available_pairs() == ["marginal", "cholesky", "lkj_corr", "general"]
+    assert available_pairs() == ["marginal", "cholesky", "lkj_corr", "marginal_stats", "general"]
     assert available_pairs(tutorial_sim.design) == available_pairs()
-    assert available_pairs(crossed_sim.design) == ["general"]
+    assert available_pairs(crossed_sim.design) == ["general"]  # marginal: one factor only
+    assert available_pairs(q3_sim.design) == ["marginal_stats", "general"]
     pick = {p: select_pair(tutorial_sim.design, p).program for p in lmm_pymc.PARAMETRIZATIONS}
     assert pick == {"marginal": "lmm_marginal", "cholesky": "lmm_cholesky",
                     "lkj_corr": "lmm_lkj_corr"}  # fmt: skip
     assert select_pair(tutorial_sim.design).name == "marginal"  # the default parametrization
     assert select_pair(tutorial_sim.design, program="general").parametrization == "cholesky"
     assert select_pair(crossed_sim.design).name == "general"
-    # a single-factor design defaults to marginal, which has no general program: cholesky
-    assert select_pair(q3_sim.design).name == "general"
+    # a single-factor design defaults to marginal: the sufficient-statistics program
+    assert select_pair(q3_sim.design).name == "marginal_stats"
+    assert select_pair(q3_sim.design, "cholesky").name == "general"
 
 
 def test_pair_selection_errors(tutorial_sim, crossed_sim, q3_sim) -> None:
@@ -198,8 +200,8 @@ def test_pair_selection_errors(tutorial_sim, crossed_sim, q3_sim) -> None:
         crosscheck(crossed_sim, program="cholesky")
     with pytest.raises(ValueError, match="found 'lkj_corr'"):
         crosscheck(crossed_sim, "lkj_corr")
-    with pytest.raises(ValueError, match="found 'marginal'"):
-        crosscheck(q3_sim, "marginal")
+    with pytest.raises(ValueError, match="'marginal' needs exactly one grouping factor"):
+        crosscheck(crossed_sim, "marginal")
     with pytest.raises(ValueError, match="must be 'cholesky' for program 'general'"):
         crosscheck(tutorial_sim, "marginal", program="general")
     with pytest.raises(ValueError, match="found 'nope'"):
@@ -262,7 +264,7 @@ def test_marginal_pair_agrees(tutorial_sim) -> None:
 @pytest.mark.parametrize("data", ["q3_sim", "crossed_sim", "uncorrelated_sim"])
 def test_general_pair_agrees(data: str, request) -> None:
     sim = request.getfixturevalue(data)
-    result = crosscheck(sim, n_prior=5, n_posterior=5, engine="pystan")
+    result = crosscheck(sim, n_prior=5, n_posterior=5, engine="pystan", program="general")
     _assert_agree(result, 10)
     assert result.program == "lmm_general" and result.parametrization == "cholesky"
     # both sides are exact double-precision sums of the same terms (~1e-13 measured)
@@ -271,6 +273,33 @@ def test_general_pair_agrees(data: str, request) -> None:
     assert {f"z_{k}" for k in keys} <= set(result.shared_coordinates)
     if data == "uncorrelated_sim":  # free sds of a || or q = 1 factor are shared too
         assert {"sigs_g", "sigs_h"} <= set(result.shared_coordinates)
+
+
+@pytest.fixture(scope="module")
+def uncorrelated_single(q3_frame) -> lmm_pymc.Simulation:
+    """``(1 + x1 || g)`` on 30 groups, the last with one row: its Z'Z is singular, so the
+    program's Woodbury branch runs beside the well-conditioned one."""
+    frame = q3_frame.iloc[: 30 * 12 - 11]
+    return lmm_pymc.simulate("y ~ 1 + x1 + (1 + x1 || g)", frame, beta=[1.0, 0.5],
+                             groups={"g": {"sigmas": [1.0, 0.5]}}, sigma=0.5, seed=3)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", ["tutorial_sim", "q3_sim", "uncorrelated_single"])
+def test_marginal_stats_pair_agrees(data: str, request) -> None:
+    # the tutorial (p = q = 2, every fixed column random), q = 3 with a fixed-only x3
+    # (non-zero A and c), and an uncorrelated factor with a one-row group
+    sim = request.getfixturevalue(data)
+    result = crosscheck(sim, "marginal", n_prior=5, n_posterior=5, engine="pystan",
+                        program="marginal_stats")  # fmt: skip
+    _assert_agree(result, 10)
+    assert result.program == "lmm_marginal_stats"
+    # the same well-conditioned algorithm on both sides: measured 1.6e-12 (lp) and 2.0e-11
+    # (gradient) at worst, so 1e-10 still leaves margin over rounding and the 1e-9 default
+    assert result.table["rel_error"].max() < 1e-10
+    assert result.table["max_grad_error"].max() < 1e-10
+    if data == "uncorrelated_single":
+        assert result.shared_coordinates == ["beta", "sigma", "sigs_g"]
 
 
 # ------------------------------------------------------ the check can fail (PyStan)
@@ -324,7 +353,7 @@ FAILURES = {
 }  # fmt: skip
 CASES = [
     (kind, failure)
-    for kind in ("lkj_corr", "cholesky", "marginal", "general")
+    for kind in ("lkj_corr", "cholesky", "marginal", "marginal_stats", "general")
     for failure in FAILURES
     if (kind, failure) != ("lkj_corr", "missing_jacobian")
 ]

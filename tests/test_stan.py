@@ -14,6 +14,7 @@ import lmm_pymc
 from lmm_pymc import tutorial
 from lmm_pymc.stan import (
     TUTORIAL_NAMES,
+    BridgeStanSource,
     StanUnavailableError,
     available_engines,
     bridgestan_source_available,
@@ -22,6 +23,8 @@ from lmm_pymc.stan import (
     general_data,
     general_names,
     load_model,
+    marginal_stats_data,
+    marginal_stats_names,
     programs,
     stan_data,
     stan_file,
@@ -31,7 +34,8 @@ from lmm_pymc.stan import (
 )
 from lmm_pymc.stan import names as lnames
 
-REFERENCE = ("lmm_lkj_corr.stan", "lmm_cholesky.stan", "lmm_marginal.stan", "lmm_general.stan")
+REFERENCE = ("lmm_lkj_corr.stan", "lmm_cholesky.stan", "lmm_marginal.stan", "lmm_general.stan",
+             "lmm_marginal_stats.stan")  # fmt: skip
 CROSSED = "rt ~ 1 + cond + (1 + cond | subject) + (1 | item)"
 
 
@@ -96,6 +100,9 @@ def test_stan_programs_declare_the_registry_names() -> None:
     general = stan_file("general").read_text()
     assert engines._parameters_block_names(general) == {"beta", "sigma", "sigs", "L_free", "z"}
     assert "sigma_g" not in general and 'build_model(design, "cholesky")' in general
+    stats = stan_file("marginal_stats").read_text()
+    assert engines._parameters_block_names(stats) == {"beta", "sigma", "sigs", "L_corr"}
+    assert 'build_model(design, "marginal")' in stats and "N;" not in stats  # no rows
     # every Stan name of the tutorial's programs has a rule in the registry
     stan_names = {r.target for r in TUTORIAL_NAMES.to_stan}
     assert {"alpha_0", "beta_0", "sigma_g", "sigs", "R", "L_corr", "z", "random_group",
@@ -127,6 +134,39 @@ def test_general_data_from_design(crossed_small) -> None:
     np.testing.assert_array_equal(data["Z"], np.column_stack([f.Z for f in d.factors]))
     assert data["g"][:4].tolist() == [[1, 1], [1, 2], [1, 3], [2, 1]]
     assert stan_data(d).keys() == data.keys() and stan_data(d)["add_jacobian"] == 1
+
+
+def test_marginal_stats_data_are_the_group_sums(crossed_small) -> None:
+    sim = lmm_pymc.simulate(seed=2024)
+    data = marginal_stats_data(sim.design, lmm_pymc.Priors(lkj_eta=1.5))
+    grouped = sim.design.grouped_statistics()
+    assert (data["J"], data["p"], data["q"], data["correlated"]) == (3, 2, 2, 1)
+    for name in ("n", "XtX", "XtZ", "ZtZ", "Xty", "Zty", "yty"):  # exact: the same sums
+        np.testing.assert_array_equal(data[name], getattr(grouped.statistics, name))
+    assert data["lkj_eta"] == 1.5 and "y" not in data and "N" not in data
+    # from the sums alone (no rows), and through stan_data by program name
+    assert marginal_stats_data(grouped).keys() == data.keys()
+    assert stan_data(sim.design, program="marginal_stats").keys() == data.keys()
+    with pytest.raises(ValueError, match="exactly one grouping factor"):
+        marginal_stats_data(crossed_small.design)
+    with pytest.raises(ValueError, match="data must be a lmm_pymc.Design or GroupedStatistics"):
+        marginal_stats_data({})  # type: ignore[arg-type]
+
+
+def test_marginal_stats_registry(crossed_small) -> None:
+    R = np.array([[1.0, 0.3], [0.3, 1.0]])
+    point = {"beta": np.ones(2), "sigma": np.array(1.0), "sigs": np.ones(2), "R": R}
+    stan = marginal_stats_names(lmm_pymc.simulate(seed=1).design).stan_values(point, ["L_corr"])
+    np.testing.assert_allclose(stan["L_corr"] @ stan["L_corr"].T, R, rtol=1e-12)  # Cholesky
+    frame = tutorial.design_frame(3, 4)
+    uncorrelated = lmm_pymc.simulate("y ~ 1 + x + (1 + x || group_id)", frame, beta=[1.0, 0.5],
+                                     groups={"group_id": {"sigmas": [1.0, 0.5]}}, sigma=0.5,
+                                     seed=1).design  # fmt: skip
+    names = marginal_stats_names(uncorrelated)  # the program's unused 1 x 1 L_corr
+    assert names.stan_values({"R": np.eye(2)}, ["L_corr"])["L_corr"].tolist() == [[1.0]]
+    assert names.package_values({"b": np.zeros((3, 2))}).keys() == {"b_group_id"}
+    with pytest.raises(ValueError, match="exactly one grouping factor"):
+        marginal_stats_names(crossed_small.design)
 
 
 def test_tutorial_programs_refuse_other_designs(crossed_small) -> None:
@@ -218,8 +258,9 @@ def test_engine_choice_errors(monkeypatch) -> None:
     data = stan_data(lmm_pymc.simulate(seed=1).design)
     with pytest.raises(ValueError, match="engine must be one of .* found 'cmdstan'"):
         load_model("cholesky", data, engine="cmdstan")
-    monkeypatch.setattr(engines, "bridgestan_source_available", lambda: False)
-    with pytest.raises(StanUnavailableError, match="BRIDGESTAN"):
+    no_tree = BridgeStanSource(None, None, "2.9.0", "BRIDGESTAN names no tree", True)
+    monkeypatch.setattr(engines, "find_bridgestan_source", lambda: no_tree)
+    with pytest.raises(StanUnavailableError, match="cannot compile: BRIDGESTAN names no tree"):
         load_model("cholesky", data, engine="bridgestan")
     monkeypatch.setattr(engines, "_pystan_importable", lambda: False)
     with pytest.raises(StanUnavailableError, match="pip install"):
@@ -269,6 +310,20 @@ def test_pystan_engine_round_trip(cholesky_pystan) -> None:
 
 
 @pytest.mark.slow
+def test_pystan_density_and_gradient_in_process(cholesky_pystan) -> None:
+    # httpstan's compiled module, called in-process, is what PyStan's HTTP calls reach:
+    # the same C++ code on the same numbers, so exactly equal
+    engine, theta = cholesky_pystan, cholesky_pystan.unconstrain(VALUES)
+    assert engine._services is not None  # the fast path is used here
+    lp, grad = engine.log_density_gradient(theta)
+    assert lp == engine.model.log_prob(theta.tolist(), adjust_transform=True)
+    np.testing.assert_array_equal(grad, engine.model.grad_log_prob(theta.tolist()))
+    assert engine.log_density(theta, jacobian=False) == engine.model.log_prob(
+        theta.tolist(), adjust_transform=False
+    )
+
+
+@pytest.mark.slow
 def test_load_model_is_cached(cholesky_pystan) -> None:
     again = load_model("cholesky", stan_data(lmm_pymc.simulate(seed=2024).design), engine="pystan")
     assert again is cholesky_pystan
@@ -282,8 +337,9 @@ def _bridgestan_lib() -> str | None:
 @pytest.mark.slow
 @pytest.mark.skipif(
     not (bridgestan_source_available() or _bridgestan_lib()),
-    reason="BridgeStan needs a source tree ($BRIDGESTAN or ~/.bridgestan) or a prebuilt "
-    "library of lmm_cholesky.stan ($LMM_PYMC_BRIDGESTAN_CHOLESKY_LIB); neither is here",
+    reason="BridgeStan needs a source tree of its release ($BRIDGESTAN or "
+    "~/.bridgestan/bridgestan-<version>) or a prebuilt library of lmm_cholesky.stan "
+    "($LMM_PYMC_BRIDGESTAN_CHOLESKY_LIB); neither is here",
 )
 def test_bridgestan_matches_pystan(cholesky_pystan) -> None:
     data = stan_data(lmm_pymc.simulate(seed=2024).design)

@@ -3,17 +3,18 @@
 A :class:`Pair` is data: the parametrization, the Stan program, which designs it accepts,
 the PyMC free variables whose unconstrained coordinates both backends share, the Jacobian
 between their coordinates and the analytic offset of their log densities. The registry
-:func:`pairs` holds four, registered on first use (so importing works without
+:func:`pairs` holds five, registered on first use (so importing works without
 ``stan_reference/``):
 
-============  ===============  ================  ========================================
-pair          parametrization  program           designs
-============  ===============  ================  ========================================
-``lkj_corr``  ``lkj_corr``     ``lmm_lkj_corr``  the tutorial's (``tutorial.FORMULA``)
-``cholesky``  ``cholesky``     ``lmm_cholesky``  the tutorial's
-``marginal``  ``marginal``     ``lmm_marginal``  the tutorial's
-``general``   ``cholesky``     ``lmm_general``   any (crossed factors, any q, ``||``)
-============  ===============  ================  ========================================
+==================  ===============  ======================  ==============================
+pair                parametrization  program                 designs
+==================  ===============  ======================  ==============================
+``lkj_corr``        ``lkj_corr``     ``lmm_lkj_corr``        the tutorial's (``tutorial.FORMULA``)
+``cholesky``        ``cholesky``     ``lmm_cholesky``        the tutorial's
+``marginal``        ``marginal``     ``lmm_marginal``        the tutorial's
+``marginal_stats``  ``marginal``     ``lmm_marginal_stats``  one grouping factor, any p and q
+``general``         ``cholesky``     ``lmm_general``         any (crossed factors, any q, ``||``)
+==================  ===============  ======================  ==============================
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ from scipy.special import betaln
 from ..design import Design
 from ..models import PARAMETRIZATIONS, resolve_parametrization
 from ..priors import Priors
-from ..stan.names import TUTORIAL_NAMES, NameMap, general_names
+from ..stan.names import TUTORIAL_NAMES, NameMap, general_names, marginal_stats_names
 from ..stan.programs import (
     GENERAL,
+    MARGINAL_STATS,
     TUTORIAL,
     check_tutorial_design,
     general_data,
     is_tutorial_design,
+    marginal_stats_data,
     stan_file,
     tutorial_data,
 )
@@ -185,6 +188,11 @@ class Pair:
         Stan outputs that are random draws (not compared by name).
     grad_rtol : float
         Default tolerance of the relative gradient error (see :func:`crosscheck`).
+    data_builder : callable or None
+        ``(design, priors) -> data`` of the program; ``None``: the tutorial's data, or the
+        general program's.
+    name_map : callable or None
+        ``design -> NameMap``; ``None``: :data:`TUTORIAL_NAMES` or :func:`general_names`.
     """
 
     name: str
@@ -200,9 +208,17 @@ class Pair:
     )
     random_outputs: tuple[str, ...] = ()
     grad_rtol: float = 1e-9
+    data_builder: Callable[[Design, Priors], dict] | None = None
+    name_map: Callable[[Design], NameMap] | None = None
 
     def applies(self, design: Design) -> bool:
-        return is_tutorial_design(design) or not self.tutorial_only
+        if self.tutorial_only and not is_tutorial_design(design):
+            return False
+        try:  # e.g. marginal needs one grouping factor
+            resolve_parametrization(design, self.parametrization)
+        except ValueError:
+            return False
+        return True
 
     def check(self, design: Design) -> None:
         """``ValueError`` when the program cannot take ``design``."""
@@ -211,11 +227,15 @@ class Pair:
         resolve_parametrization(design, self.parametrization)
 
     def names(self, design: Design) -> NameMap:
+        if self.name_map is not None:
+            return self.name_map(design)
         return TUTORIAL_NAMES if self.tutorial_only else general_names(design)
 
     def data(self, design: Design, priors: Priors, *, sampling: bool = False) -> dict:
         """The program's data; ``sampling=False`` is the density the cross-check compares
         (the general program then leaves out the Jacobian of its own ``L_free``)."""
+        if self.data_builder is not None:
+            return self.data_builder(design, priors)
         if self.tutorial_only:
             return tutorial_data(design, priors)
         return general_data(design, priors, add_jacobian=sampling)
@@ -252,11 +272,17 @@ def _register_defaults() -> None:
         else:
             pair = Pair(parametrization, parametrization, program)
         register_pair(pair)
+    # any single-factor design, from per-group sums: the same algorithm as PyMC's marginal
+    # model (the well-conditioned form), so its gradients agree to rounding as well
+    stats = Pair("marginal_stats", "marginal", MARGINAL_STATS, tutorial_only=False,
+                 offset=marginal_offset, random_outputs=("b",),
+                 data_builder=marginal_stats_data, name_map=marginal_stats_names)  # fmt: skip
+    register_pair(stats)
     register_pair(Pair("general", "cholesky", GENERAL, tutorial_only=False))
 
 
 def pairs() -> dict[str, Pair]:
-    """The registry (the four default pairs are registered on the first call)."""
+    """The registry (the five default pairs are registered on the first call)."""
     if not PAIRS:
         _register_defaults()
     return PAIRS
@@ -287,9 +313,9 @@ def select_pair(
     design: Design, parametrization: str | None = None, program: str | None = None
 ) -> Pair:
     """The pair for ``design``: the one named by ``program`` if given, else the tutorial's
-    program of the parametrization for the tutorial's design and the general program for
-    any other (whose parametrization is ``cholesky``; the default parametrization of
-    another single-factor design, ``marginal``, then falls back to it)."""
+    program of the parametrization for the tutorial's design, else the first pair that
+    mirrors the parametrization and takes the design (``marginal_stats`` for ``marginal``,
+    ``general`` for ``cholesky``)."""
     if program is not None:
         pair = get_pair(program)
         if parametrization is not None and parametrization != pair.parametrization:
@@ -337,5 +363,4 @@ def name_mapping(
     pair = get_pair(program)
     if not pair.tutorial_only and design is None:
         raise ValueError(f"design must be given for program {program!r}, found None")
-    names = TUTORIAL_NAMES if pair.tutorial_only else general_names(design)
-    return names.table(stan_names)
+    return pair.names(design).table(stan_names)

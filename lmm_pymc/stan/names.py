@@ -27,6 +27,9 @@ programs and the package's names (:mod:`lmm_pymc.parameters`):
 package's already (``beta``, ``sigma``, ``sigs``, ``R``); its ``z`` is every factor's
 ``z_k`` flattened row-major, factor after factor, and its ``L_free`` the unconstrained
 Cholesky factors of the correlated factors (:func:`cholesky_corr_free`).
+:func:`marginal_stats_names` is the registry of ``lmm_marginal_stats.stan`` (one factor):
+the package's ``beta``, ``sigma``, ``sigs``, ``R``, with ``L_corr = cholesky(R)`` (a 1 x 1
+``[[1]]`` for a factor without correlation) and ``b`` = ``b_<factor>``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ __all__ = [
     "cholesky_corr_unfree",
     "flatten",
     "general_names",
+    "marginal_stats_names",
     "split_name",
     "unflatten",
 ]
@@ -308,4 +312,30 @@ def general_names(design: Design) -> NameMap:
             Rule("z", f"concatenated row-major {', '.join(keys)}", tuple(keys), z),
         ),
         to_package=tuple(_identity(n) for n in same),
+    )
+
+
+def marginal_stats_names(design: Design) -> NameMap:
+    """The registry of ``lmm_marginal_stats.stan`` for a single-factor ``design``."""
+    if len(design.factors) != 1:
+        raise ValueError(
+            "lmm_marginal_stats.stan takes exactly one grouping factor, found "
+            f"{[f.name for f in design.factors]}"
+        )
+    (f,) = design.factors
+
+    def l_corr(v: Values) -> np.ndarray:
+        if not f.has_correlation:  # the program's unused 1 x 1 cholesky_factor_corr
+            return np.ones(np.shape(v["R"])[:-2] + (1, 1))
+        return np.linalg.cholesky(np.asarray(v["R"], dtype=float))
+
+    same = ("beta", "sigma", "sigs", "R")
+    source = "cholesky(R)" if f.has_correlation else "[[1]] (no correlation)"
+    return NameMap(
+        to_stan=(
+            *(_identity(n) for n in same),
+            Rule("L_corr", source, ("R",), l_corr),
+            _identity("b", f"b_{f.key}"),
+        ),
+        to_package=(*(_identity(n) for n in same), _identity(f"b_{f.key}", "b")),
     )

@@ -1,20 +1,23 @@
 """The reference Stan programs and their data dictionaries, built from a design.
 
-``stan_reference/`` holds four programs:
+``stan_reference/`` holds five programs:
 
-=====================  ===============================  ====================================
-file                   mirrors                          designs
-=====================  ===============================  ====================================
-``lmm_lkj_corr.stan``  ``build_model(d, "lkj_corr")``   the tutorial's (:data:`TUTORIAL`)
-``lmm_cholesky.stan``  ``build_model(d, "cholesky")``   the tutorial's
-``lmm_marginal.stan``  ``build_model(d, "marginal")``   the tutorial's
-``lmm_general.stan``   ``build_model(d, "cholesky")``   any: crossed factors, any q, ``||``
-=====================  ===============================  ====================================
+===========================  ===============================  ==============================
+file                         mirrors                          designs
+===========================  ===============================  ==============================
+``lmm_lkj_corr.stan``        ``build_model(d, "lkj_corr")``   the tutorial's (:data:`TUTORIAL`)
+``lmm_cholesky.stan``        ``build_model(d, "cholesky")``   the tutorial's
+``lmm_marginal.stan``        ``build_model(d, "marginal")``   the tutorial's
+``lmm_general.stan``         ``build_model(d, "cholesky")``   any: crossed factors, any q, ``||``
+``lmm_marginal_stats.stan``  ``build_model(d, "marginal")``   one grouping factor, any p and q
+===========================  ===============================  ==============================
 
 The tutorial's programs take ``N, x, y, N_group, group_id`` (:func:`tutorial_data`), the
-general one ``N, p, X, y, F, q, J, correlated, Z, g`` (:func:`general_data`); every program
-takes the prior hyperparameters of :class:`~lmm_pymc.priors.Priors` as data, so one
-``Priors`` drives both backends.
+general one ``N, p, X, y, F, q, J, correlated, Z, g`` (:func:`general_data`), the
+sufficient-statistics one only per-group sums ``J, p, q, correlated, n, XtX, XtZ, ZtZ, Xty,
+Zty, yty`` (:func:`marginal_stats_data`, no rows); every program takes the prior
+hyperparameters of :class:`~lmm_pymc.priors.Priors` as data, so one ``Priors`` drives both
+backends.
 """
 
 from __future__ import annotations
@@ -25,15 +28,17 @@ from pathlib import Path
 import numpy as np
 
 from .. import tutorial
-from ..design import Design
+from ..design import Design, GroupedStatistics
 from ..priors import Priors
 
 __all__ = [
     "GENERAL",
+    "MARGINAL_STATS",
     "TUTORIAL",
     "check_tutorial_design",
     "general_data",
     "is_tutorial_design",
+    "marginal_stats_data",
     "stan_data",
     "stan_file",
     "stan_reference_dir",
@@ -48,6 +53,8 @@ TUTORIAL: dict[str, str] = {
 }
 #: The general program (mirrors ``cholesky`` for any design).
 GENERAL = "lmm_general"
+#: The marginal model from per-group sufficient statistics (any p, q; one factor).
+MARGINAL_STATS = "lmm_marginal_stats"
 
 
 # ----------------------------------------------------------------------------- files
@@ -129,6 +136,10 @@ def _checked(design: Design, priors: Priors | None) -> Priors:
         raise ValueError(f"design must be a lmm_pymc.Design, found {type(design).__name__}")
     if design.y is None:
         raise ValueError("design must carry an outcome y for Stan, found y=None")
+    return _checked_priors(priors)
+
+
+def _checked_priors(priors: Priors | None) -> Priors:
     priors = Priors() if priors is None else priors
     if not isinstance(priors, Priors):
         raise ValueError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
@@ -199,6 +210,42 @@ def general_data(
     }
 
 
+def marginal_stats_data(
+    data: Design | GroupedStatistics, priors: Priors | None = None
+) -> dict[str, object]:
+    """Data of ``lmm_marginal_stats.stan``: the per-group sums of a single-factor design
+    (or the sums themselves, no rows needed) and the priors.
+
+    ``J`` groups in the order of the factor's ``labels``, ``p`` fixed and ``q`` random
+    effects, ``correlated`` 1 where the factor has an LKJ correlation (correlated, q >= 2),
+    ``n`` (J,), ``XtX`` (J, p, p), ``XtZ`` (J, p, q), ``ZtZ`` (J, q, q), ``Xty`` (J, p),
+    ``Zty`` (J, q), ``yty`` (J,): :class:`~lmm_pymc.design.GroupStatistics`. Its size does
+    not depend on the number of rows.
+
+    Examples
+    --------
+    >>> from lmm_pymc import simulate
+    >>> d = marginal_stats_data(simulate(seed=1).design)
+    >>> d["J"], d["p"], d["q"], d["correlated"], d["XtZ"].shape
+    (3, 2, 2, 1, (3, 2, 2))
+    """
+    if isinstance(data, Design):
+        priors = _checked(data, priors)
+        data = data.grouped_statistics()
+    elif isinstance(data, GroupedStatistics):
+        priors = _checked_priors(priors)
+    else:
+        raise ValueError(
+            f"data must be a lmm_pymc.Design or GroupedStatistics, found {type(data).__name__}"
+        )
+    stats, f = data.statistics, data.factor
+    J, p, q = stats.check()
+    arrays = {name: np.asarray(getattr(stats, name), dtype=float)
+              for name in ("n", "XtX", "XtZ", "ZtZ", "Xty", "Zty", "yty")}  # fmt: skip
+    return {"J": J, "p": p, "q": q, "correlated": int(f.has_correlation), **arrays,
+            **_prior_data(priors)}  # fmt: skip
+
+
 def stan_data(
     design: Design,
     priors: Priors | None = None,
@@ -214,7 +261,10 @@ def stan_data(
     if program is None:
         general = not (isinstance(design, Design) and is_tutorial_design(design))
     else:
-        general = stan_file(program).stem == GENERAL
+        stem = stan_file(program).stem
+        if stem == MARGINAL_STATS:
+            return marginal_stats_data(design, priors)
+        general = stem == GENERAL
     if general:
         return general_data(design, priors, add_jacobian=add_jacobian)
     return tutorial_data(design, priors)
