@@ -2,7 +2,8 @@
 
 Data flows one way: formula + data -> :class:`Design` -> PyMC model -> sampling ->
 InferenceData -> checks (recovery, Stan cross-check, calibration). One entry point per
-task: :func:`simulate`, :func:`fit`, :func:`recovery_table`, :func:`run_sbc` and
+task: :func:`simulate`, :func:`fit`, :func:`summary`, :func:`predict`,
+:func:`recovery_table`, :func:`run_sbc` and
 :func:`lmm_pymc.crosscheck.crosscheck`. The tutorial's model ``y ~ 1 + x + (1 + x |
 group_id)`` is the default formula and :mod:`lmm_pymc.tutorial` holds its design and values.
 
@@ -31,6 +32,16 @@ _EXPORTS: dict[str, str] = {
     "Simulation": "simulation",
     "simulate": "simulation",
     "Priors": "priors",
+    "Prior": "priors",
+    "Normal": "priors",
+    "StudentT": "priors",
+    "HalfNormal": "priors",
+    "HalfStudentT": "priors",
+    "Exponential": "priors",
+    "default_priors": "priors",
+    "predict": "predictions",
+    "summary": "summary",
+    "FitSummary": "summary",
     "PARAMETRIZATIONS": "models",
     "build_model": "models",
     "SAMPLERS": "sampling",
@@ -39,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "SamplingWarning": "sampling",
     "diagnose": "sampling",
     "fit": "fitting",
+    "prior_predictive": "fitting",
     "plot_recovery": "recovery",
     "recovery_table": "recovery",
     "group_statistics_from_files": "bigdata",
@@ -50,6 +62,17 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "Design",
+    "Exponential",
+    "FitSummary",
+    "HalfNormal",
+    "HalfStudentT",
+    "Normal",
+    "Prior",
+    "StudentT",
+    "default_priors",
+    "predict",
+    "prior_predictive",
+    "summary",
     "Diagnostics",
     "FactorTruth",
     "GroupStatistics",

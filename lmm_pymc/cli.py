@@ -136,23 +136,11 @@ def _print_table(table, *, precise: bool = False) -> None:
         print(table.to_string(index=False))
 
 
-def _posterior_summary(idata):
-    """ArviZ's summary of beta, sigma, sigs and the correlations within each factor."""
-    import arviz as az
-
-    summary = az.summary(idata, var_names=["beta", "sigma", "sigs", "R"], hdi_prob=0.94)
-    terms = [str(t) for t in idata.posterior["R"].coords["random_effect"].values]
-    # the upper triangle of each factor's block (terms are "effect|factor")
-    pairs = [f"R[{a}, {b}]" for i, a in enumerate(terms) for b in terms[i + 1 :]
-             if a.split("|", 1)[1] == b.split("|", 1)[1]]  # fmt: skip
-    keep = [i for i in summary.index if not i.startswith("R[")] + pairs
-    return summary.loc[keep].reset_index(names="parameter")
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import tutorial
     from .files import check_output
     from .fitting import fit
+    from .priors import Priors
     from .recovery import plot_recovery, recovery_table
     from .simulation import simulate
 
@@ -165,7 +153,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = _sampler_config(args)
     print(f"\nFitting with {config.sampler} NUTS ...")
     start = time.perf_counter()
-    idata = fit(sim, parametrization=args.parametrization, sampling=config)
+    idata = fit(sim, parametrization=args.parametrization, priors=Priors.tutorial(),
+                sampling=config)  # fmt: skip
     print(f"done in {time.perf_counter() - start:.1f} s "
           f"(parametrization {idata.attrs['parametrization']!r})\n")  # fmt: skip
     table = recovery_table(idata, sim.truth, random_effects=args.random_effects)
@@ -204,15 +193,73 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from .formula import design_from_formula
 
     design = design_from_formula(formula, data)  # data errors before PyMC is imported
+    priors = _priors(args, design)
     from .fitting import fit
+    from .summary import summary
 
-    idata = fit(design, parametrization=args.parametrization, sampling=config)
-    print(f"{formula}  (parametrization {idata.attrs['parametrization']!r})")
-    _print_table(_posterior_summary(idata))
+    idata = fit(data, formula, parametrization=args.parametrization, priors=priors,
+                sampling=config)  # fmt: skip
+    print(summary(idata))
     if out is not None:
         with atomic_path(out) as tmp:
             idata.to_netcdf(tmp)
         print(f"posterior written to {args.out}")
+    return 0
+
+
+def _priors(args: argparse.Namespace, design):
+    """``--prior NAME=PRIOR`` options over the data-scale defaults (or the tutorial's)."""
+    from .priors import Priors, default_priors, parse_prior
+
+    base = Priors.tutorial() if args.tutorial_priors else default_priors(design)
+    terms, sigma = dict(base.terms), base.sigma
+    for text in args.prior or []:
+        name, sep, prior = text.partition("=")
+        if not sep:
+            raise ValueError(
+                f"--prior must be NAME=PRIOR, e.g. 'beta[x]=normal(0, 1)', found {text!r}"
+            )
+        name = name.strip()
+        if name == "sigma":
+            sigma = parse_prior(prior)
+        else:
+            terms[name] = prior if name.startswith("R[") else parse_prior(prior)
+    priors = Priors(fixed=base.fixed, sd=base.sd, sigma=sigma, lkj_eta=base.lkj_eta,
+                    terms=terms)  # fmt: skip
+    priors.resolve(design.fixed_names, design.factors)  # unknown names: an error now
+    return priors
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .files import atomic_path, check_output, read_csv
+
+    out = check_output(args.out)
+    if not Path(args.posterior).is_file():
+        raise ValueError(
+            f"posterior must be a NetCDF file of lmm-pymc fit --out, found {args.posterior!r}"
+        )
+    new = read_csv(args.csv, argument="csv")
+    import arviz as az
+    import numpy as np
+
+    from .predictions import predict
+
+    try:
+        idata = az.from_netcdf(args.posterior)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"posterior {args.posterior!r} is not a NetCDF file of a fit ({err})"
+        ) from None
+    pred = predict(idata, new, random_effects=not args.fixed_only, kind=args.kind,
+                   allow_new_levels=not args.no_new_levels, seed=args.seed)  # fmt: skip
+    draws = pred.predictions["y"].stack(sample=("chain", "draw")).values
+    table = new.copy()
+    table["mean"], table["sd"] = draws.mean(1), draws.std(1)
+    table["q2.5"], table["q97.5"] = np.quantile(draws, [0.025, 0.975], axis=1)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    _print_table(table.head(20))
+    print(f"predictions for {len(table)} rows written to {out}")
     return 0
 
 
@@ -344,8 +391,39 @@ def _fit_parser(sub) -> None:
     fit.add_argument("--group", default="group_id",
                      help="grouping column without --formula (default: group_id)")  # fmt: skip
     fit.add_argument("--out", default=None, help="NetCDF file for the posterior")
+    fit.add_argument("--prior", action="append", metavar="NAME=PRIOR",
+                     help="a prior by posterior name, repeatable: 'beta[x]=normal(0, 1)', "
+                          "'sigs[subject]=halfnormal(20)', 'sigs[x|subject]=exponential(1)', "
+                          "'R[subject]=4' (LKJ shape), 'sigma=halfstudent_t(3, 30)' (default: "
+                          "weakly informative on the data's scale)")  # fmt: skip
+    fit.add_argument(
+        "--tutorial-priors",
+        action="store_true",
+        help="start from the tutorial's priors instead of the data-scale defaults",
+    )
     _add_sampling_args(fit, draws=1000, tune=1000, chains=4)
     fit.set_defaults(func=_cmd_fit)
+
+
+def _predict_parser(sub) -> None:
+    p = sub.add_parser("predict", help="predict new rows from a posterior of lmm-pymc fit --out")
+    p.add_argument("posterior", help="NetCDF file written by lmm-pymc fit --out")
+    p.add_argument("csv", help="CSV of new rows: the formula's predictors and groups")
+    p.add_argument("--out", required=True, help="CSV to write: the rows with mean, sd, q2.5, q97.5")
+    p.add_argument(
+        "--kind",
+        choices=("response", "mean"),
+        default="response",
+        help="draws of y (with residual noise) or of its mean (default: %(default)s)",
+    )
+    p.add_argument("--fixed-only", action="store_true", help="the fixed effects alone (X beta)")
+    p.add_argument(
+        "--no-new-levels",
+        action="store_true",
+        help="refuse groups absent from the fit (default: draw their effects)",
+    )
+    p.add_argument("--seed", type=int, default=1, help="seed (default: %(default)s)")
+    p.set_defaults(func=_cmd_predict)
 
 
 def _sbc_parser(sub) -> None:
@@ -438,7 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_demo_parser, _simulate_parser, _fit_parser, _sbc_parser, _crosscheck_parser):
+    for add in (_demo_parser, _simulate_parser, _fit_parser, _predict_parser, _sbc_parser,
+                _crosscheck_parser):  # fmt: skip
         add(sub)
     return parser
 

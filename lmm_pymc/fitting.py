@@ -7,6 +7,8 @@ Data flow: formula + data frame (or a simulation, a design, per-group sums) ->
 
 from __future__ import annotations
 
+import json
+
 import arviz as az
 import pandas as pd
 
@@ -14,11 +16,11 @@ from . import tutorial
 from .design import Design, GroupedStatistics
 from .formula import design_from_formula
 from .models import build_model, resolve_parametrization
-from .priors import Priors
+from .priors import Priors, default_priors
 from .sampling import SamplerConfig, diagnose, sample_model
 from .simulation import Simulation
 
-__all__ = ["as_design", "fit"]
+__all__ = ["as_design", "fit", "prior_predictive"]
 
 FitData = pd.DataFrame | Simulation | Design | GroupedStatistics
 
@@ -55,6 +57,7 @@ def fit(
     parametrization: str | None = None,
     priors: Priors | None = None,
     sampling: SamplerConfig | None = None,
+    pointwise: bool | None = None,
     **sampler_options: object,
 ) -> az.InferenceData:
     """Fit a linear mixed model with NUTS and return the posterior.
@@ -73,11 +76,18 @@ def fit(
         draws of every ``b_k`` afterwards, seeded by ``random_seed``) wherever the formula
         has one grouping factor, else ``cholesky``.
     priors : Priors, optional
-        Prior configuration (default: the tutorial's priors).
+        Priors per term (:class:`~lmm_pymc.priors.Priors`); default weakly informative on
+        the data's scale (:func:`~lmm_pymc.priors.default_priors`); ``Priors.tutorial()``
+        is the tutorial's. The priors used are in ``idata.attrs["priors"]`` (JSON) and
+        printed by :func:`lmm_pymc.summary`.
     sampling : SamplerConfig, optional
         The sampler's settings; ``sampler_options`` (its field names: ``draws``, ``tune``,
         ``chains``, ``cores``, ``target_accept``, ``sampler``, ``random_seed``,
         ``progressbar``, ``sampler_kwargs``) update it or make one.
+    pointwise : bool, optional
+        Add ``log_likelihood`` (``az.loo``, ``az.compare``), ``posterior_predictive``
+        (``az.plot_ppc``) and ``observed_data`` (:mod:`lmm_pymc.predictions`). Default: when
+        draws x rows stays below 2e7 numbers (160 MB) per group.
 
     Returns
     -------
@@ -96,6 +106,7 @@ def fit(
     config = SamplerConfig.from_options(sampling, **sampler_options)
     design = as_design(data, formula)
     parametrization = resolve_parametrization(design, parametrization)
+    priors = default_priors(design) if priors is None else priors
     model = build_model(design, parametrization, priors=priors)
     idata = sample_model(model, config, parametrization)
     if parametrization == "marginal":
@@ -107,5 +118,61 @@ def fit(
     idata.attrs["formula"] = getattr(design, "formula", "") or (formula or tutorial.FORMULA)
     idata.attrs["parametrization"] = parametrization
     idata.attrs["sampler"] = config.sampler
+    idata.attrs["priors"] = json.dumps(priors.to_dict())
+    _add_pointwise(idata, data, design, pointwise, config)
     diagnose(idata, warn=True)
+    return idata
+
+
+#: Largest draws x rows for which fit adds pointwise groups by default.
+POINTWISE_LIMIT = 20_000_000
+
+
+def _add_pointwise(idata, data, design, pointwise: bool | None, config: SamplerConfig) -> None:
+    """``log_likelihood``, ``posterior_predictive``, ``observed_data`` and the columns
+    :func:`~lmm_pymc.predictions.predict` needs (``constant_data``)."""
+    from .predictions import add_log_likelihood, add_posterior_predictive, store_data
+
+    frame = data.data if isinstance(data, Simulation) else data
+    if isinstance(frame, pd.DataFrame):
+        store_data(idata, frame, idata.attrs["formula"])
+    n_draws = config.draws * config.chains
+    rows = design.n_obs if isinstance(design, Design) else len(design.statistics.n)
+    if pointwise is None:
+        pointwise = n_draws * rows <= POINTWISE_LIMIT
+    if not pointwise:
+        return
+    add_log_likelihood(idata, design)
+    if isinstance(design, Design):
+        add_posterior_predictive(idata, design, seed=config.random_seed)
+
+
+def prior_predictive(
+    data: pd.DataFrame | Simulation | Design,
+    formula: str | None = None,
+    *,
+    priors: Priors | None = None,
+    draws: int = 500,
+    random_seed: int | None = None,
+) -> az.InferenceData:
+    """Draws of every parameter and of y from the priors alone, with ``observed_data``
+    beside them (``az.plot_ppc(idata, group="prior")`` compares them with the data).
+
+    ``priors`` default to the data-scale defaults that :func:`fit` would use; ``data`` gives
+    the design (its predictors and groups) and the observed y.
+    """
+    from .checks import positive_int
+
+    draws = positive_int("draws", draws)
+    design = as_design(data, formula)
+    if not isinstance(design, Design):
+        raise ValueError("prior_predictive needs rows (a data frame, simulation or Design)")
+    priors = default_priors(design) if priors is None else priors
+    import pymc as pm
+
+    # the conditional model has y as a random variable; marginal's likelihood is a Potential
+    with build_model(design, "cholesky", priors=priors):
+        idata = pm.sample_prior_predictive(draws=draws, random_seed=random_seed)
+    idata.attrs["formula"] = design.formula
+    idata.attrs["priors"] = json.dumps(priors.to_dict())
     return idata

@@ -2,14 +2,17 @@
 
 ::
 
-    beta     ~ Normal(fixed_mu, fixed_sd)                   dims fixed_effect
-    sigma    ~ HalfNormal(residual_sd)                      residual sd
+    beta     ~ its prior per fixed effect                   dims fixed_effect
+    sigma    ~ its prior                                    residual sd
     per factor f (key k = factor name with ':' -> '_'):
-      correlated, q_f >= 2:   Sigma_f = diag(sigs_f) R_f diag(sigs_f),  R_f ~ LKJ(lkj_eta)
+      correlated, q_f >= 2:   Sigma_f = diag(sigs_f) R_f diag(sigs_f),  R_f ~ LKJ(eta_f)
       uncorrelated or q_f = 1: Sigma_f = diag(sigs_f)^2
-      sigs_f ~ HalfNormal(group_sd)
+      sigs_f ~ its prior per term (one family per factor)
       b_k[j] ~ N(0, Sigma_f)                                dims (<factor>, <factor>_effect)
     y ~ Normal(X beta + sum_f (Z_f * b_f[g_f]).sum(1), sigma)
+
+The priors are :mod:`lmm_pymc.priors`' (default: on the data's scale,
+:func:`~lmm_pymc.priors.default_priors`; ``Priors.tutorial()`` is the tutorial's).
 
 Named results, the same in every parametrization (and in the Stan programs' output):
 ``beta``, ``sigma``, ``sigs`` (dims ``random_effect``, coords ``"x|subject"``), ``R``
@@ -42,7 +45,7 @@ import pytensor.tensor as pt
 from .checks import choice
 from .design import Design, GroupedStatistics, GroupingFactor
 from .marginal import marginal_loglik
-from .priors import Priors
+from .priors import Priors, ResolvedPriors, default_priors, scalar_rv, vector_dist, vector_rv
 
 __all__ = ["PARAMETRIZATIONS", "build_model", "resolve_parametrization"]
 
@@ -80,24 +83,24 @@ def resolve_parametrization(
 
 
 def _covariance(
-    f: GroupingFactor, parametrization: str, priors: Priors
+    f: GroupingFactor, parametrization: str, priors: ResolvedPriors
 ) -> tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable | None]:
     """``(sigs (q,), R (q, q), L)`` of one factor; ``L`` is the Cholesky factor of Sigma
     (``None`` for the centred ``lkj_corr`` parametrization, which needs Sigma itself)."""
-    k = f.key
+    k, sd_priors, eta = f.key, priors.sds[f.name], priors.etas[f.name]
     if not f.has_correlation:
-        sigs = pm.HalfNormal(f"sigs_{k}", sigma=priors.group_sd, dims=f.effect_dim)
+        sigs = vector_rv(f"sigs_{k}", sd_priors, dims=f.effect_dim)
         return sigs, pt.eye(f.q), pt.diag(sigs)
     if parametrization == "lkj_corr":
-        sigs = pm.HalfNormal(f"sigs_{k}", sigma=priors.group_sd, dims=f.effect_dim)
+        sigs = vector_rv(f"sigs_{k}", sd_priors, dims=f.effect_dim)
         # free variable: the upper triangle of R, interval transform
-        R = pm.LKJCorr(f"R_upper_{k}", n=f.q, eta=priors.lkj_eta, return_matrix=True)
+        R = pm.LKJCorr(f"R_upper_{k}", n=f.q, eta=eta, return_matrix=True)
         return sigs, R, None
     chol, corr, stds = pm.LKJCholeskyCov(
         f"chol_cov_{k}",
         n=f.q,
-        eta=priors.lkj_eta,
-        sd_dist=pm.HalfNormal.dist(sigma=priors.group_sd, shape=f.q),
+        eta=eta,
+        sd_dist=vector_dist(sd_priors, f"factor {f.name!r}"),
         compute_corr=True,
         store_in_trace=False,
     )
@@ -134,9 +137,9 @@ def build_model(
     parametrization : {"marginal", "cholesky", "lkj_corr"}, optional
         Default: ``marginal`` for one grouping factor, else ``cholesky``.
     priors : Priors, optional
-        ``fixed_mu, fixed_sd`` for every entry of ``beta``, ``residual_sd``, ``group_sd``
-        for every random-effect sd, ``lkj_eta`` for every correlated factor (default: the
-        tutorial's).
+        Priors per term (:class:`~lmm_pymc.priors.Priors`); default: weakly informative on
+        the data's scale (:func:`~lmm_pymc.priors.default_priors`); ``Priors.tutorial()``
+        for the tutorial's.
 
     Returns
     -------
@@ -159,27 +162,28 @@ def build_model(
     if isinstance(data, Design) and data.y is None:
         raise ValueError("design must carry an outcome y to build a model, found y=None")
     parametrization = resolve_parametrization(data, parametrization)
-    priors = Priors() if priors is None else priors
+    priors = default_priors(data) if priors is None else priors
     if not isinstance(priors, Priors):
         raise ValueError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
     grouped = data if isinstance(data, GroupedStatistics) else None
     if grouped is None and parametrization == "marginal":
         grouped = data.grouped_statistics()
     factors = (grouped.factor,) if grouped is not None else data.factors
+    resolved = priors.resolve(data.fixed_names, factors)
     keys = [f.key for f in factors]
     if len(set(keys)) != len(keys):
         raise ValueError(f"grouping factor names must stay distinct as {keys}, found duplicates")
     coords = grouped.coords() if parametrization == "marginal" else data.coords()
 
     with pm.Model(coords=coords) as model:
-        beta = pm.Normal("beta", mu=priors.fixed_mu, sigma=priors.fixed_sd, dims="fixed_effect")
-        sigma = pm.HalfNormal("sigma", sigma=priors.residual_sd)
+        beta = vector_rv("beta", resolved.fixed, dims="fixed_effect")
+        sigma = scalar_rv("sigma", resolved.sigma)
         all_sigs, blocks, mu = [], [], None
         if parametrization != "marginal":
             X = pm.Data("X", data.X, dims=("obs", "fixed_effect"))
             mu = X @ beta
         for f in factors:
-            sigs, R, L = _covariance(f, parametrization, priors)
+            sigs, R, L = _covariance(f, parametrization, resolved)
             all_sigs.append(sigs)
             blocks.append(R)
             if parametrization == "marginal":

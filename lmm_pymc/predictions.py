@@ -1,0 +1,263 @@
+"""After sampling: pointwise log-likelihood, posterior predictive draws and predictions for
+new data, as InferenceData groups ArviZ understands.
+
+For posterior draw ``s`` and row ``i``::
+
+    mu_si = X_i beta_s + sum_f Z_fi b_f,s[g_f(i)]          y_si ~ Normal(mu_si, sigma_s)
+
+* :func:`add_log_likelihood`: ``log_likelihood["y"]`` (chain, draw, obs) is the conditional
+  log density of each row given the draw's random effects, what ``az.loo`` and
+  ``az.compare`` read; it estimates the fit to **new rows of the same groups**. For a
+  single grouping factor, ``log_likelihood["y_group"]`` (chain, draw, <factor>) is each
+  group's **marginal** log density with its random effects integrated out
+  (:func:`lmm_pymc.marginal.marginal_loglik_numpy`): ``az.loo(idata, var_name="y_group")``
+  estimates leave-one-group-out, the fit to **new groups**.
+* :func:`add_posterior_predictive`: ``posterior_predictive["y"]`` replicates the data
+  (``az.plot_ppc``), beside ``observed_data["y"]``.
+* :func:`predict`: rows of new data, for groups seen in the fit (their posterior random
+  effects), for new groups (random effects drawn from ``N(0, Sigma_s)`` per draw, as brms's
+  ``allow_new_levels``) or for the fixed effects alone (``random_effects=False``, lme4's
+  ``re.form = NA``).
+
+The fit keeps the data columns its formula uses in ``constant_data`` (that is how
+:func:`predict` rebuilds the design of new rows with the same coding).
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .design import Design, GroupedStatistics
+from .formula import design_from_formula, split_formula
+
+__all__ = [
+    "add_log_likelihood",
+    "add_posterior_predictive",
+    "linear_predictor",
+    "predict",
+    "store_data",
+]
+
+_SAMPLE = ("chain", "draw")
+
+
+def _draws(posterior: xr.Dataset, name: str) -> np.ndarray:
+    """(S, ...) draws of ``name`` with chains stacked."""
+    v = posterior[name].values
+    return v.reshape(-1, *v.shape[2:])
+
+
+def _shape(posterior: xr.Dataset) -> tuple[int, int]:
+    return posterior.sizes["chain"], posterior.sizes["draw"]
+
+
+def linear_predictor(
+    posterior: xr.Dataset, design: Design, *, random_effects: bool = True,
+    new_effects: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:  # fmt: skip
+    """``mu`` of shape (S, N): ``X beta`` plus, with ``random_effects``, every factor's
+    ``Z b[g]``. ``new_effects[factor]`` (S, J_new, q) are appended after the fitted levels."""
+    mu = _draws(posterior, "beta") @ design.X.T
+    if not random_effects:
+        return mu
+    for f in design.factors:
+        b = _draws(posterior, f"b_{f.key}")
+        if new_effects and f.name in new_effects:
+            b = np.concatenate([b, new_effects[f.name]], axis=1)
+        mu = mu + np.einsum("sng,ng->sn", b[:, f.index, :], f.Z)
+    return mu
+
+
+def _dataset(
+    values: np.ndarray, posterior: xr.Dataset, dims: tuple[str, ...], coords
+) -> xr.Dataset:
+    chains, draws = _shape(posterior)
+    data = values.reshape(chains, draws, *values.shape[1:])
+    return xr.Dataset({"y": (_SAMPLE + dims, data)},
+                      coords={"chain": posterior["chain"].values,
+                              "draw": posterior["draw"].values, **coords})  # fmt: skip
+
+
+def _replace_group(idata: az.InferenceData, name: str, ds: xr.Dataset) -> None:
+    if name in idata.groups():
+        idata[name] = ds  # type: ignore[index]
+    else:
+        idata.add_groups({name: ds})
+
+
+def add_log_likelihood(idata: az.InferenceData, design: Design | GroupedStatistics) -> None:
+    """Add ``log_likelihood["y"]`` (per row; needs a :class:`Design`) and, for one factor,
+    ``log_likelihood["y_group"]`` (per group, marginal) to ``idata`` (module docstring)."""
+    post = idata.posterior
+    groups: dict[str, tuple] = {}
+    if isinstance(design, Design):
+        mu = linear_predictor(post, design)
+        sigma = _draws(post, "sigma")[:, None]
+        ll = -0.5 * np.log(2 * np.pi) - np.log(sigma) - 0.5 * ((design.y[None] - mu) / sigma) ** 2
+        groups["y"] = (ll, ("obs",), {"obs": np.arange(design.n_obs)})
+    grouped = design if isinstance(design, GroupedStatistics) else (
+        design.grouped_statistics() if len(design.factors) == 1 else None)  # fmt: skip
+    if grouped is not None:
+        from .marginal import marginal_loglik_numpy
+
+        beta, sigma = _draws(post, "beta"), _draws(post, "sigma")
+        sigs, R = _draws(post, "sigs"), _draws(post, "R")
+        per_group = np.stack([
+            marginal_loglik_numpy(grouped.statistics, beta[s], sigma[s],
+                                  sigs[s][:, None] * R[s] * sigs[s][None, :])
+            for s in range(beta.shape[0])
+        ])  # fmt: skip
+        f = grouped.factor
+        groups["y_group"] = (per_group, (f.level_dim,), {f.level_dim: list(f.labels)})
+    ds = None
+    for name, (values, dims, coords) in groups.items():
+        one = _dataset(values, post, dims, coords).rename({"y": name})
+        ds = one if ds is None else ds.merge(one)
+    _replace_group(idata, "log_likelihood", ds)
+
+
+def add_posterior_predictive(
+    idata: az.InferenceData, design: Design, seed: int | np.random.Generator | None = None
+) -> None:
+    """Add ``posterior_predictive["y"]`` (replicated data per draw) and
+    ``observed_data["y"]``."""
+    rng = np.random.default_rng(seed)
+    post = idata.posterior
+    mu = linear_predictor(post, design)
+    y_rep = mu + _draws(post, "sigma")[:, None] * rng.standard_normal(mu.shape)
+    coords = {"obs": np.arange(design.n_obs)}
+    _replace_group(idata, "posterior_predictive", _dataset(y_rep, post, ("obs",), coords))
+    _replace_group(idata, "observed_data", xr.Dataset({"y": ("obs", design.y)}, coords=coords))
+
+
+def store_data(idata: az.InferenceData, frame: pd.DataFrame, formula: str) -> None:
+    """Keep the columns ``formula`` uses in ``idata.constant_data`` (for :func:`predict`)."""
+    rhs, response, _, _ = split_formula(formula)
+    columns = [c for c in map(str, frame.columns)
+               if c != response and _mentions(rhs, c)]  # fmt: skip
+    data = {}
+    for c in columns:
+        values = frame[c].to_numpy()
+        data[c] = ("obs", values.astype(str) if values.dtype == object else values)
+    _replace_group(idata, "constant_data", xr.Dataset(data, coords={"obs": np.arange(len(frame))}))
+
+
+def _mentions(rhs: str, column: str) -> bool:
+    import re
+
+    return re.search(rf"(?<!\w){re.escape(column)}(?!\w)", rhs) is not None
+
+
+def _fitted_frame(idata: az.InferenceData) -> pd.DataFrame:
+    if "constant_data" not in idata.groups():
+        raise ValueError(
+            "idata must come from lmm_pymc.fit on a data frame or a simulation (it keeps the "
+            "data's columns in constant_data), found no constant_data group"
+        )
+    return idata.constant_data.to_dataframe().reset_index(drop=True)
+
+
+def _new_effects(posterior: xr.Dataset, design: Design, n_fitted: dict[str, int],
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:  # fmt: skip
+    """(S, J_new, q) draws ``b ~ N(0, Sigma_s)`` for the levels of each factor beyond the
+    fitted ones (a new group's effects, per posterior draw)."""
+    sigs, R = _draws(posterior, "sigs"), _draws(posterior, "R")
+    terms = list(posterior["sigs"].coords["random_effect"].values)
+    out = {}
+    for f in design.factors:
+        extra = f.n_levels - n_fitted[f.name]
+        if extra <= 0:
+            continue
+        pos = [terms.index(t) for t in f.terms]
+        s, r = sigs[:, pos], R[:, pos][:, :, pos]
+        Sigma = s[:, :, None] * r * s[:, None, :]
+        L = np.linalg.cholesky(Sigma + 1e-12 * np.eye(f.q))
+        z = rng.standard_normal((Sigma.shape[0], extra, f.q))
+        out[f.name] = np.einsum("sqk,sjk->sjq", L, z)
+    return out
+
+
+def predict(
+    idata: az.InferenceData,
+    new_data: pd.DataFrame,
+    *,
+    random_effects: bool = True,
+    allow_new_levels: bool = True,
+    kind: str = "response",
+    seed: int | np.random.Generator | None = None,
+) -> az.InferenceData:
+    """Predict rows of ``new_data`` from a fit of :func:`lmm_pymc.fit`.
+
+    Parameters
+    ----------
+    idata : InferenceData
+        A fit (its ``posterior``, attrs ``formula`` and ``constant_data``).
+    new_data : DataFrame
+        The predictors and grouping columns of the formula (the outcome may be absent).
+    random_effects : bool
+        ``True``: fitted groups use their posterior random effects and new groups draw
+        theirs from ``N(0, Sigma)``; ``False``: the fixed effects alone, ``X beta``.
+    allow_new_levels : bool
+        With ``False``, a level absent from the fit is an error.
+    kind : {"response", "mean"}
+        ``"response"``: draws of y (with residual noise); ``"mean"``: draws of ``mu``.
+    seed : int or Generator, optional
+        For the new groups' effects and the residual noise.
+
+    Returns
+    -------
+    InferenceData
+        ``predictions["y"]`` (chain, draw, obs) and ``predictions_constant_data`` holding
+        ``new_data``'s columns.
+    """
+    if kind not in ("response", "mean"):
+        raise ValueError(f"kind must be 'response' or 'mean', found {kind!r}")
+    if not isinstance(new_data, pd.DataFrame) or new_data.empty:
+        raise ValueError(f"new_data must be a non-empty pandas DataFrame, found {new_data!r}")
+    formula = idata.attrs.get("formula")
+    if not formula:
+        raise ValueError("idata must carry the attr 'formula' of lmm_pymc.fit, found none")
+    fitted = _fitted_frame(idata)
+    missing = [c for c in fitted.columns if c not in new_data.columns]
+    if missing:
+        raise ValueError(
+            f"new_data lacks column(s) {missing} that the formula {formula!r} uses; columns "
+            f"found: {list(new_data.columns)}"
+        )
+    new = new_data[list(fitted.columns)].reset_index(drop=True)
+    for c in fitted.columns:  # the fitted frame stores text labels as text
+        if fitted[c].dtype == object or pd.api.types.is_string_dtype(fitted[c]):
+            new[c] = new[c].astype(str)
+    both = pd.concat([fitted, new], ignore_index=True)
+    rhs_formula = formula.split("~", 1)[1]
+    design = design_from_formula(rhs_formula, both, require_response=False)
+    post = idata.posterior
+    n_fitted = {f.name: post.sizes[f.level_dim] for f in design.factors}
+    rows = np.arange(len(fitted), len(both))
+    for f in design.factors:
+        unseen = sorted({f.labels[j] for j in f.index[rows] if j >= n_fitted[f.name]}, key=str)
+        if unseen and random_effects and not allow_new_levels:
+            raise ValueError(
+                f"new_data has level(s) {unseen[:5]} of {f.name!r} absent from the fit; pass "
+                "allow_new_levels=True to draw their effects from N(0, Sigma)"
+            )
+    if design.X.shape[1] != post.sizes["fixed_effect"]:
+        raise ValueError(
+            f"new_data gives {design.X.shape[1]} fixed-effect columns where the fit has "
+            f"{post.sizes['fixed_effect']} (a category absent from the fit?)"
+        )
+    rng = np.random.default_rng(seed)
+    effects = _new_effects(post, design, n_fitted, rng) if random_effects else None
+    mu = linear_predictor(post, design, random_effects=random_effects, new_effects=effects)
+    mu = mu[:, rows]
+    if kind == "response":
+        mu = mu + _draws(post, "sigma")[:, None] * rng.standard_normal(mu.shape)
+    coords = {"obs": np.arange(len(rows))}
+    out = az.InferenceData(predictions=_dataset(mu, post, ("obs",), coords))
+    data = {c: ("obs", new[c].to_numpy()) for c in new.columns}
+    out.add_groups(predictions_constant_data=xr.Dataset(data, coords=coords))
+    out.attrs.update(formula=formula, kind=kind, random_effects=str(random_effects))
+    return out

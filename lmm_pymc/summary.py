@@ -1,0 +1,117 @@
+"""A fit's summary as a statistician reads it, in the spirit of ``summary(brm(...))``:
+fixed effects, random-effect sds and correlations per factor, residual sd, each with a
+95% interval, R-hat and effective sample sizes, the divergences and the priors used."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from .priors import Priors
+
+__all__ = ["FitSummary", "summary"]
+
+_COLUMNS = ["mean", "sd", "2.5%", "97.5%", "r_hat", "ess_bulk", "ess_tail"]
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    """Tables of :func:`summary`; ``str()`` prints them."""
+
+    header: str
+    fixed: pd.DataFrame
+    groups: dict[str, pd.DataFrame]
+    residual: pd.DataFrame
+    priors: pd.DataFrame
+    divergences: int
+
+    def __str__(self) -> str:
+        fmt = {"float_format": lambda v: f"{v:.3f}"}
+        parts = [self.header, "", "Group-level effects:"]
+        for name, table in self.groups.items():
+            parts += [f"~{name}", table.to_string(**fmt), ""]
+        parts += ["Population-level effects:", self.fixed.to_string(**fmt), "",
+                  "Residual:", self.residual.to_string(**fmt), "",
+                  "Priors:", self.priors.to_string(index=False), "",
+                  f"Divergent transitions after warmup: {self.divergences}"]  # fmt: skip
+        if self.divergences:
+            parts.append("(raise target_accept; see the SamplingWarning)")
+        return "\n".join(parts)
+
+
+def _table(idata: az.InferenceData, var: str, coords: dict | None = None) -> pd.DataFrame:
+    post = idata.posterior[var]
+    if coords:  # select first: R's constant diagonal has no ESS (0 / 0)
+        post = post.sel(coords)
+    draws = post.stack(sample=("chain", "draw"))
+    lo, hi = draws.quantile(0.025, "sample"), draws.quantile(0.975, "sample")
+    one = post.to_dataset(name=var)
+    ess_b = az.ess(one, method="bulk")[var]
+    ess_t = az.ess(one, method="tail")[var]
+    rhat = az.rhat(one)[var]
+    values = [draws.mean("sample"), draws.std("sample"), lo, hi, rhat, ess_b, ess_t]
+    data = np.stack([np.atleast_1d(np.asarray(v)) for v in values], axis=1)
+    index = [str(c) for c in post.coords[post.dims[-1]].values] if post.ndim > 2 else [var]
+    return pd.DataFrame(data, index=index, columns=_COLUMNS)
+
+
+def summary(idata: az.InferenceData) -> FitSummary:
+    """The summary of a fit of :func:`lmm_pymc.fit` (``print(lmm_pymc.summary(idata))``)."""
+    post = idata.posterior
+    terms = [str(t) for t in post["sigs"].coords["random_effect"].values]
+    factors: dict[str, list[str]] = {}
+    for t in terms:
+        factors.setdefault(t.split("|", 1)[1], []).append(t)
+    groups = {}
+    for name, fterms in factors.items():
+        sds = _table(idata, "sigs", {"random_effect": fterms})
+        sds.index = [f"sd({t.split('|', 1)[0]})" for t in fterms]
+        rows = [sds]
+        for i, a in enumerate(fterms):
+            for b in fterms[i + 1 :]:
+                r = _table(idata, "R", {"random_effect": a, "random_effect_": b})
+                r.index = [f"cor({a.split('|', 1)[0]}, {b.split('|', 1)[0]})"]
+                rows.append(r)
+        table = pd.concat(rows)
+        key = name.replace(":", "_")
+        levels = post.sizes.get(name) or post.sizes.get(key)
+        groups[f"{name} (levels: {levels})" if levels else name] = table
+    stats = idata.sample_stats
+    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    n_obs = idata.observed_data.sizes["obs"] if "observed_data" in idata.groups() else "?"
+    header = (
+        f"Formula: {idata.attrs.get('formula', '?')}\n"
+        f"Parametrization: {idata.attrs.get('parametrization', '?')}; sampler "
+        f"{idata.attrs.get('sampler', '?')}; {post.sizes['chain']} chains x "
+        f"{post.sizes['draw']} draws; observations: {n_obs}"
+    )
+    prior_rows: list[tuple[str, str]] = []
+    if "priors" in idata.attrs:
+        from .design import GroupingFactor
+
+        priors = Priors.from_dict(json.loads(idata.attrs["priors"]))
+        fixed = [str(v) for v in post["beta"].coords["fixed_effect"].values]
+        shells = [GroupingFactor(name=n, labels=("a", "b"), index=np.zeros(1, dtype=np.int64),
+                                 Z=np.zeros((1, len(ts))),
+                                 effect_names=tuple(t.split("|", 1)[0] for t in ts),
+                                 correlated=bool(len(ts) > 1 and _correlated(post, ts)))
+                  for n, ts in factors.items()]  # fmt: skip
+        prior_rows = priors.resolve(fixed, shells).table(shells)
+    return FitSummary(
+        header=header,
+        fixed=_table(idata, "beta"),
+        groups=groups,
+        residual=_table(idata, "sigma").rename(index={"sigma": "sigma"}),
+        priors=pd.DataFrame(prior_rows, columns=["parameter", "prior"]),
+        divergences=divergences,
+    )
+
+
+def _correlated(post, terms: list[str]) -> bool:
+    """Whether a factor's correlations were estimated (not fixed at 0 by ``||``)."""
+    R = post["R"].sel(random_effect=terms[0], random_effect_=terms[1])
+    return bool(np.abs(R.values).max() > 0)
