@@ -4,7 +4,8 @@ Formulas are parsed by ``formulae`` (the formula engine of bambi). ``formulae`` 
 know lme4's ``||``; a term ``(1 + x || g)`` is parsed as ``(1 + x | g)`` and marked
 uncorrelated. Supported: several fixed effects, interactions, categorical predictors,
 ``(1 | g)``, ``(1 + x + z | g)``, ``(1 + x || g)``, crossed and interacted factors
-(``(1 | g:h)``). Each factor may appear in one random term only.
+(``(1 | g:h)``) and lme4's nesting (``(1 | g/h)`` is ``(1 | g) + (1 | g:h)``). Each factor
+may appear in one random term only.
 
 This module knows nothing about PyMC or Stan.
 """

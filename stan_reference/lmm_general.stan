@@ -1,7 +1,7 @@
 // General linear mixed model, any number of grouping factors F, q_f effects each:
 //   y = X beta + sum_f (Z_f * b_f[g_f]).sum(1) + e,   e ~ N(0, sigma^2)
 //   b_f[j] = diag(sigs_f) L_f z_f[j],  z ~ N(0, 1)   (non-centred)
-//   L_f ~ lkj_corr_cholesky(lkj_eta) for a correlated factor (q_f >= 2), identity for an
+//   L_f ~ lkj_corr_cholesky(lkj_eta[f]) for a correlated factor (q_f >= 2), identity for an
 //   uncorrelated (||) factor or q_f = 1.
 // Mirrors lmm_pymc.models.build_model(design, "cholesky"); the data come from
 // lmm_pymc.stan.general_data (lmm_pymc.crosscheck pair "general"). Names shared with PyMC:
@@ -14,6 +14,24 @@
 // the density lives on (beta, sigma, sigs, strictly-lower entries of each L_f, z), as for
 // the built-in cholesky_factor_corr type with log_prob(adjust_transform=False).
 functions {
+  // Prior of one parameter, normalising constants included (as PyMC's), by family code:
+  // 1 normal(mu, sigma), 2 student_t(nu, mu, sigma), 3 half-normal(sigma),
+  // 4 half-student_t(nu, sigma), 5 exponential(lambda); par holds the parameters in that
+  // order (lmm_pymc.stan.programs.prior_data).
+  real prior_lpdf(real x, int family, row_vector par) {
+    if (family == 1) {
+      return normal_lpdf(x | par[1], par[2]);
+    } else if (family == 2) {
+      return student_t_lpdf(x | par[1], par[2], par[3]);
+    } else if (family == 3) {
+      return normal_lpdf(x | 0, par[1]) + log2();
+    } else if (family == 4) {
+      return student_t_lpdf(x | par[1], 0, par[2]) + log2();
+    } else if (family == 5) {
+      return exponential_lpdf(x | par[1]);
+    }
+    reject("prior family must be 1..5, found ", family);
+  }
   // Cholesky factor of a K x K correlation matrix from K (K - 1) / 2 unconstrained values,
   // row by row: w = tanh(y), L[i, j] = w * sqrt(1 - sum_{k < j} L[i, k]^2).
   matrix cholesky_corr_free(vector y, int K) {
@@ -62,11 +80,14 @@ data {
   array[F] int<lower=0, upper=1> correlated;  // 0 for (... || g)
   matrix[N, sum(q)] Z;  // per-row random-effects design, factor after factor
   array[N, F] int<lower=1> g;  // 1-based level of each row in each factor
-  real fixed_mu;
-  real<lower=0> fixed_sd;
-  real<lower=0> residual_sd;
-  real<lower=0> group_sd;
-  real<lower=0> lkj_eta;
+  // priors per parameter (lmm_pymc.stan.programs.prior_data): family codes and parameters
+  array[p] int<lower=1, upper=2> fixed_family;
+  matrix[p, 3] fixed_par;
+  int<lower=3, upper=5> sigma_family;
+  row_vector[3] sigma_par;
+  array[sum(q)] int<lower=3, upper=5> sd_family;
+  matrix[sum(q), 3] sd_par;
+  array[F] real<lower=0> lkj_eta;  // LKJ shape per factor (used where correlated)
   int<lower=0, upper=1> add_jacobian;  // 1 to sample; 0 to compare densities (see above)
 }
 transformed data {
@@ -95,9 +116,13 @@ parameters {
 }
 model {
   vector[N] mu = X * beta;
-  beta ~ normal(fixed_mu, fixed_sd);
-  sigma ~ normal(0, residual_sd);
-  sigs ~ normal(0, group_sd);
+  for (k in 1:p) {
+    target += prior_lpdf(beta[k] | fixed_family[k], fixed_par[k]);
+  }
+  target += prior_lpdf(sigma | sigma_family, sigma_par);
+  for (k in 1:Q) {
+    target += prior_lpdf(sigs[k] | sd_family[k], sd_par[k]);
+  }
   z ~ std_normal();
   for (f in 1:F) {
     matrix[q[f], q[f]] L = diag_matrix(rep_vector(1, q[f]));
@@ -108,7 +133,7 @@ model {
       if (add_jacobian) {
         target += cholesky_corr_free_log_jacobian(free, q[f]);
       }
-      L ~ lkj_corr_cholesky(lkj_eta);
+      L ~ lkj_corr_cholesky(lkj_eta[f]);
     }
     {
       // (J_f, q_f): row j is (diag(sigs_f) L_f z_f[j])'

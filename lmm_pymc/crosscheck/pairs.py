@@ -120,24 +120,32 @@ def covariance_log_jacobian(
     return total
 
 
-def reference_offset(design: Design, priors: Priors, *, latent: bool) -> tuple[float, str]:
+def reference_offset(
+    design: Design, priors: Priors, *, latent: bool, priors_in_stan: bool = False
+) -> tuple[float, str]:
     """``lp_PyMC - lp_Stan`` of the registered pairs, derived term by term: PyMC keeps every
     normalising constant, Stan (``propto=True``) drops those that do not depend on
     parameters. ``latent``: the random effects and the likelihood are PyMC random variables
-    (False for ``marginal``, where both backends add the same ``-n/2 log(2 pi)``)."""
-    p, Q = len(design.fixed_names), len(design.terms)
-    lkj = sum(lkj_log_normaliser(f.q, priors.lkj_eta) for f in design.factors if f.has_correlation)
-    half_normal = math.log(2.0) - _HALF_LOG_2PI
-    parts = {
-        f"beta: {p} normal constants": p * (-_HALF_LOG_2PI - math.log(priors.fixed_sd)),
-        "sigma: half-normal constant incl. log 2": half_normal - math.log(priors.residual_sd),
-        f"sigs: {Q} half-normal constants incl. log 2": Q
-        * (half_normal - math.log(priors.group_sd)),
-        # PyMC 5.28's LKJCorr and LKJCholeskyCov add +log c_n(eta), the opposite sign of
-        # the normalised density (LKJCorr(n=2, eta=1) logp is log 2 where the uniform
-        # density on (-1, 1) is 1/2): a constant, harmless for sampling, taken as it is.
-        "LKJ normalising constants (PyMC's sign)": lkj,
-    }
+    (False for ``marginal``, where both backends add the same ``-n/2 log(2 pi)``).
+    ``priors_in_stan``: the program adds each prior with its constants (``target +=
+    prior_lpdf``, the programs that take per-term priors), so only the LKJ constants and the
+    latent ones remain."""
+    etas = priors.resolve(design.fixed_names, design.factors).etas
+    lkj = sum(lkj_log_normaliser(f.q, etas[f.name]) for f in design.factors if f.has_correlation)
+    parts: dict[str, float] = {}
+    if not priors_in_stan:
+        p, Q = len(design.fixed_names), len(design.terms)
+        half_normal = math.log(2.0) - _HALF_LOG_2PI
+        parts = {
+            f"beta: {p} normal constants": p * (-_HALF_LOG_2PI - math.log(priors.fixed_sd)),
+            "sigma: half-normal constant incl. log 2": half_normal - math.log(priors.residual_sd),
+            f"sigs: {Q} half-normal constants incl. log 2": Q
+            * (half_normal - math.log(priors.group_sd)),
+        }
+    # PyMC 5.28's LKJCorr and LKJCholeskyCov add +log c_n(eta), the opposite sign of the
+    # normalised density (LKJCorr(n=2, eta=1) logp is log 2 where the uniform density on
+    # (-1, 1) is 1/2): a constant, harmless for sampling, taken as it is.
+    parts["LKJ normalising constants (PyMC's sign)"] = lkj
     if latent:
         n_effects = sum(f.q * f.n_levels for f in design.factors)
         parts[f"random effects: -1/2 log(2 pi) for each of {n_effects}"] = (
@@ -275,10 +283,19 @@ def _register_defaults() -> None:
     # any single-factor design, from per-group sums: the same algorithm as PyMC's marginal
     # model (the well-conditioned form), so its gradients agree to rounding as well
     stats = Pair("marginal_stats", "marginal", MARGINAL_STATS, tutorial_only=False,
-                 offset=marginal_offset, random_outputs=("b",),
+                 offset=partial(reference_offset, latent=False, priors_in_stan=True),
+                 random_outputs=("b",),
                  data_builder=marginal_stats_data, name_map=marginal_stats_names)  # fmt: skip
     register_pair(stats)
-    register_pair(Pair("general", "cholesky", GENERAL, tutorial_only=False))
+    register_pair(
+        Pair(
+            "general",
+            "cholesky",
+            GENERAL,
+            tutorial_only=False,
+            offset=partial(reference_offset, latent=True, priors_in_stan=True),
+        )
+    )
 
 
 def pairs() -> dict[str, Pair]:

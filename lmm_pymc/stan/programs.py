@@ -23,6 +23,7 @@ backends.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,38 @@ def _prior_data(priors: Priors) -> dict[str, float]:
     }
 
 
+#: Family codes of the programs that take per-term priors (``prior_lpdf`` in the program).
+FAMILY_CODES = {"normal": 1, "student_t": 2, "halfnormal": 3, "halfstudent_t": 4,
+                "exponential": 5}  # fmt: skip
+
+
+def _codes(priors_: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(K,) family codes and (K, 3) zero-padded parameters of a sequence of priors."""
+    par = np.zeros((len(priors_), 3))
+    for k, prior in enumerate(priors_):
+        par[k, : len(prior.params)] = prior.params
+    return np.array([FAMILY_CODES[p.family] for p in priors_], dtype=np.int64), par
+
+
+def prior_data(
+    fixed_names: Sequence[str], factors: Sequence, priors: Priors | None = None
+) -> dict[str, object]:
+    """Per-parameter priors of the programs that take any design (``lmm_general.stan``,
+    ``lmm_marginal_stats.stan``): ``fixed_family``/``fixed_par`` per fixed effect,
+    ``sd_family``/``sd_par`` per random-effect sd (factor after factor),
+    ``sigma_family``/``sigma_par`` and ``lkj_eta`` per factor (:data:`FAMILY_CODES`)."""
+    resolved = _checked_priors(priors).resolve(fixed_names, factors)
+    fixed_family, fixed_par = _codes(resolved.fixed)
+    sd_family, sd_par = _codes([p for f in factors for p in resolved.sds[f.name]])
+    sigma_family, sigma_par = _codes([resolved.sigma])
+    return {
+        "fixed_family": fixed_family, "fixed_par": fixed_par,
+        "sd_family": sd_family, "sd_par": sd_par,
+        "sigma_family": int(sigma_family[0]), "sigma_par": sigma_par[0],
+        "lkj_eta": np.array([resolved.etas[f.name] for f in factors], dtype=float),
+    }  # fmt: skip
+
+
 def tutorial_data(design: Design, priors: Priors | None = None) -> dict[str, object]:
     """Data of the tutorial's programs: ``N`` rows, ``x`` and ``y``, ``N_group`` groups,
     ``group_id`` the 1-based position of each row's group in the factor's ``labels`` (Stan's
@@ -205,7 +238,7 @@ def general_data(
         "correlated": np.array([int(f.correlated) for f in fs], dtype=np.int64),
         "Z": np.column_stack([f.Z for f in fs]).astype(float),
         "g": (np.column_stack([f.index for f in fs]) + 1).astype(np.int64),
-        **_prior_data(priors),
+        **prior_data(design.fixed_names, fs, priors),
         "add_jacobian": int(add_jacobian),
     }
 
@@ -242,8 +275,10 @@ def marginal_stats_data(
     J, p, q = stats.check()
     arrays = {name: np.asarray(getattr(stats, name), dtype=float)
               for name in ("n", "XtX", "XtZ", "ZtZ", "Xty", "Zty", "yty")}  # fmt: skip
+    terms = prior_data(data.fixed_names, (f,), priors)
+    terms["lkj_eta"] = float(terms["lkj_eta"][0])  # one factor: a scalar
     return {"J": J, "p": p, "q": q, "correlated": int(f.has_correlation), **arrays,
-            **_prior_data(priors)}  # fmt: skip
+            **terms}  # fmt: skip
 
 
 def stan_data(
