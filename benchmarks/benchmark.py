@@ -59,7 +59,7 @@ CONFIGS: dict[str, tuple[str, bool]] = {
     "pymc_cholesky": ("PyMC NUTS, cholesky", True),
     "nutpie_cholesky": ("nutpie, cholesky", True),
     "pymc_marginal": ("PyMC NUTS, marginal", False),
-    "default": ("default fit: lmm_pymc.fit(data)", False),
+    "default": ("default fit: lmm_pymc.fit(data, priors=Priors.tutorial())", False),
 }
 
 #: draws (= tuning steps) per chain of the slow baselines, per size; 0: not run (Stan bound)
@@ -241,7 +241,7 @@ def _timed_record(idata, end_to_end_s: float, note: str) -> dict:
 def _run_sampler(sim, sampler: str, parametrization: str, draws, tune, chains, seed) -> dict:
     """A latent or marginal model sampled by ``lmm_pymc.sampling.sample_model``, with the
     sampler's defaults for the parametrization."""
-    from lmm_pymc import SamplerConfig, build_model
+    from lmm_pymc import Priors, SamplerConfig, build_model
     from lmm_pymc.sampling import sample_model
 
     config = SamplerConfig(
@@ -254,7 +254,9 @@ def _run_sampler(sim, sampler: str, parametrization: str, draws, tune, chains, s
     )
     target_accept = config.target_accept_for(parametrization)
     t0 = time.perf_counter()
-    idata = sample_model(build_model(sim.design, parametrization), config, parametrization)
+    # the tutorial's priors: the model the Stan programs of this benchmark compute
+    model = build_model(sim.design, parametrization, priors=Priors.tutorial())
+    idata = sample_model(model, config, parametrization)
     note = (
         f"target_accept {target_accept}; compile = end-to-end - sampling (model build, "
         "compilation and process start)"
@@ -263,12 +265,11 @@ def _run_sampler(sim, sampler: str, parametrization: str, draws, tune, chains, s
 
 
 def _run_default(sim, draws, tune, chains, seed) -> dict:
-    from lmm_pymc import fit
+    from lmm_pymc import Priors, fit
 
     t0 = time.perf_counter()
-    idata = fit(
-        sim.data, draws=draws, tune=tune, chains=chains, random_seed=seed, progressbar=False
-    )
+    idata = fit(sim.data, priors=Priors.tutorial(), draws=draws, tune=tune, chains=chains,
+                random_seed=seed, progressbar=False)  # fmt: skip
     note = (
         f"parametrization {idata.attrs['parametrization']!r}, sampler "
         f"{idata.attrs['sampler']!r}; compile = end-to-end - sampling, which includes the "

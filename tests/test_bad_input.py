@@ -461,7 +461,8 @@ def test_outputs_are_written_atomically(tmp_path) -> None:
 def test_huge_integer_labels_sample(recwarn) -> None:
     """Labels beyond int64 once crashed the sampler ("unsupported type"): now they are text."""
     sim = lmm_pymc.simulate(data=lmm_pymc.tutorial.design_frame(4, 8), seed=5)
-    df = sim.data.assign(group_id=sim.data["group_id"] + 1180591620717411303424)
+    huge = [int(g) + 1180591620717411303424 for g in sim.data["group_id"]]  # beyond int64
+    df = sim.data.assign(group_id=pd.Series(huge, dtype=object))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         idata = lmm_pymc.fit(df, draws=30, tune=30, chains=1, random_seed=1, progressbar=False)
