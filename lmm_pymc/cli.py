@@ -195,7 +195,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     design = design_from_formula(formula, data)  # data errors before PyMC is imported
     priors = _priors(args, design)
     from .fitting import fit
-    from .summary import summary
+    from .summaries import summary
 
     idata = fit(data, formula, parametrization=args.parametrization, priors=priors,
                 sampling=config)  # fmt: skip

@@ -228,3 +228,17 @@ def test_recovery_of_any_formula(make, formula, default, request):
             for m in range(k + 1, f.q):
                 row = table.loc[f"R[{term}, {f.terms[m]}]"]
                 assert row.hdi_low <= corr[k, m] <= row.hdi_high, (term, corr[k, m], row)
+
+
+def test_public_names_survive_importing_their_modules() -> None:
+    """A module named like a public function would replace it on the package once imported
+    (``lmm_pymc.summary`` the function vs a ``summary`` module): every export stays itself."""
+    import importlib
+    import types
+
+    import lmm_pymc
+
+    for name, module in lmm_pymc._EXPORTS.items():
+        importlib.import_module(f"lmm_pymc.{module}")
+        assert not isinstance(getattr(lmm_pymc, name), types.ModuleType), name
+    assert sorted(lmm_pymc._EXPORTS) == sorted(n for n in lmm_pymc.__all__ if n != "tutorial")
