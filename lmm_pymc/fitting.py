@@ -107,19 +107,25 @@ def fit(
     design = as_design(data, formula)
     parametrization = resolve_parametrization(design, parametrization)
     priors = default_priors(design) if priors is None else priors
-    model = build_model(design, parametrization, priors=priors)
+    # per-group sums once: the marginal likelihood, the b draws and the group log-likelihood
+    grouped = design if isinstance(design, GroupedStatistics) else None
+    if grouped is None and parametrization == "marginal":
+        grouped = design.grouped_statistics()
+    model = build_model(grouped if grouped is not None else design, parametrization, priors=priors)
     idata = sample_model(model, config, parametrization)
     if parametrization == "marginal":
         # exact conditional draws b_j | hyperparameters, y (lmm_pymc.marginal)
         from .marginal import add_random_effects
 
-        grouped = design if isinstance(design, GroupedStatistics) else design.grouped_statistics()
         add_random_effects(idata, grouped, seed=config.random_seed)
     idata.attrs["formula"] = getattr(design, "formula", "") or (formula or tutorial.FORMULA)
     idata.attrs["parametrization"] = parametrization
     idata.attrs["sampler"] = config.sampler
     idata.attrs["priors"] = json.dumps(priors.to_dict())
-    _add_pointwise(idata, data, design, pointwise, config)
+    factors = design.factors if isinstance(design, Design) else (design.factor,)
+    table = priors.resolve(design.fixed_names, factors).table(factors)
+    idata.attrs["prior_table"] = json.dumps(table)  # the priors per parameter, for summary
+    _add_pointwise(idata, data, design, grouped, pointwise, config)
     diagnose(idata, warn=True)
     return idata
 
@@ -128,7 +134,9 @@ def fit(
 POINTWISE_LIMIT = 20_000_000
 
 
-def _add_pointwise(idata, data, design, pointwise: bool | None, config: SamplerConfig) -> None:
+def _add_pointwise(
+    idata, data, design, grouped, pointwise: bool | None, config: SamplerConfig
+) -> None:
     """``log_likelihood``, ``posterior_predictive``, ``observed_data`` and the columns
     :func:`~lmm_pymc.predictions.predict` needs (``constant_data``)."""
     from .predictions import add_log_likelihood, add_posterior_predictive, store_data
@@ -142,7 +150,7 @@ def _add_pointwise(idata, data, design, pointwise: bool | None, config: SamplerC
         pointwise = n_draws * rows <= POINTWISE_LIMIT
     if not pointwise:
         return
-    add_log_likelihood(idata, design)
+    add_log_likelihood(idata, design, grouped)
     if isinstance(design, Design):
         add_posterior_predictive(idata, design, seed=config.random_seed)
 

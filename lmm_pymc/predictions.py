@@ -31,7 +31,7 @@ import pandas as pd
 import xarray as xr
 
 from .design import Design, GroupedStatistics
-from .formula import design_from_formula, split_formula
+from .formula import _formula_columns, design_from_formula, split_formula
 
 __all__ = [
     "add_log_likelihood",
@@ -88,9 +88,14 @@ def _replace_group(idata: az.InferenceData, name: str, ds: xr.Dataset) -> None:
         idata.add_groups({name: ds})
 
 
-def add_log_likelihood(idata: az.InferenceData, design: Design | GroupedStatistics) -> None:
+def add_log_likelihood(
+    idata: az.InferenceData,
+    design: Design | GroupedStatistics,
+    grouped: GroupedStatistics | None = None,
+) -> None:
     """Add ``log_likelihood["y"]`` (per row; needs a :class:`Design`) and, for one factor,
-    ``log_likelihood["y_group"]`` (per group, marginal) to ``idata`` (module docstring)."""
+    ``log_likelihood["y_group"]`` (per group, marginal) to ``idata`` (module docstring);
+    ``grouped``: the design's per-group sums where already computed."""
     post = idata.posterior
     groups: dict[str, tuple] = {}
     if isinstance(design, Design):
@@ -98,8 +103,10 @@ def add_log_likelihood(idata: az.InferenceData, design: Design | GroupedStatisti
         sigma = _draws(post, "sigma")[:, None]
         ll = -0.5 * np.log(2 * np.pi) - np.log(sigma) - 0.5 * ((design.y[None] - mu) / sigma) ** 2
         groups["y"] = (ll, ("obs",), {"obs": np.arange(design.n_obs)})
-    grouped = design if isinstance(design, GroupedStatistics) else (
-        design.grouped_statistics() if len(design.factors) == 1 else None)  # fmt: skip
+    if isinstance(design, GroupedStatistics):
+        grouped = design
+    elif grouped is None and len(design.factors) == 1:
+        grouped = design.grouped_statistics()
     if grouped is not None:
         from .marginal import marginal_loglik_numpy
 
@@ -136,19 +143,11 @@ def add_posterior_predictive(
 def store_data(idata: az.InferenceData, frame: pd.DataFrame, formula: str) -> None:
     """Keep the columns ``formula`` uses in ``idata.constant_data`` (for :func:`predict`)."""
     rhs, response, _, _ = split_formula(formula)
-    columns = [c for c in map(str, frame.columns)
-               if c != response and _mentions(rhs, c)]  # fmt: skip
     data = {}
-    for c in columns:
+    for c in sorted(_formula_columns(rhs, frame) - {response}):
         values = frame[c].to_numpy()
         data[c] = ("obs", values.astype(str) if values.dtype == object else values)
     _replace_group(idata, "constant_data", xr.Dataset(data, coords={"obs": np.arange(len(frame))}))
-
-
-def _mentions(rhs: str, column: str) -> bool:
-    import re
-
-    return re.search(rf"(?<!\w){re.escape(column)}(?!\w)", rhs) is not None
 
 
 def _fitted_frame(idata: az.InferenceData) -> pd.DataFrame:

@@ -11,8 +11,6 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from .priors import Priors
-
 __all__ = ["FitSummary", "summary"]
 
 _COLUMNS = ["mean", "sd", "2.5%", "97.5%", "r_hat", "ess_bulk", "ess_tail"]
@@ -89,29 +87,12 @@ def summary(idata: az.InferenceData) -> FitSummary:
         f"{idata.attrs.get('sampler', '?')}; {post.sizes['chain']} chains x "
         f"{post.sizes['draw']} draws; observations: {n_obs}"
     )
-    prior_rows: list[tuple[str, str]] = []
-    if "priors" in idata.attrs:
-        from .design import GroupingFactor
-
-        priors = Priors.from_dict(json.loads(idata.attrs["priors"]))
-        fixed = [str(v) for v in post["beta"].coords["fixed_effect"].values]
-        shells = [GroupingFactor(name=n, labels=("a", "b"), index=np.zeros(1, dtype=np.int64),
-                                 Z=np.zeros((1, len(ts))),
-                                 effect_names=tuple(t.split("|", 1)[0] for t in ts),
-                                 correlated=bool(len(ts) > 1 and _correlated(post, ts)))
-                  for n, ts in factors.items()]  # fmt: skip
-        prior_rows = priors.resolve(fixed, shells).table(shells)
+    prior_rows = json.loads(idata.attrs.get("prior_table", "[]"))  # written by fit
     return FitSummary(
         header=header,
         fixed=_table(idata, "beta"),
         groups=groups,
-        residual=_table(idata, "sigma").rename(index={"sigma": "sigma"}),
+        residual=_table(idata, "sigma"),
         priors=pd.DataFrame(prior_rows, columns=["parameter", "prior"]),
         divergences=divergences,
     )
-
-
-def _correlated(post, terms: list[str]) -> bool:
-    """Whether a factor's correlations were estimated (not fixed at 0 by ``||``)."""
-    R = post["R"].sel(random_effect=terms[0], random_effect_=terms[1])
-    return bool(np.abs(R.values).max() > 0)
