@@ -8,8 +8,12 @@ group ``j``, the sums ``n, X'X, X'Z, Z'Z, X'y, Z'y, y'y`` (see
     n = sum 1,  Sx = sum x,  Sxx = sum x^2,  Sy = sum y,  Sxy = sum x y,  Syy = sum y^2
     X'X = X'Z = Z'Z = [[n, Sx], [Sx, Sxx]],   X'y = Z'y = [Sy, Sxy],   y'y = Syy
 
-dask.dataframe reads the CSV or Parquet files block by block and reduces every block to
-these sums, so memory holds one block and ``J x 6`` numbers, whatever the number of rows.
+dask.dataframe reads the CSV or Parquet files block by block, only the three columns
+needed; every block is reduced at once to these sums in float64 (the labels factorized,
+then one ``numpy.bincount`` per sum), and the blocks' tables are added up in a tree of
+small pandas additions. Memory holds a few blocks and a few ``J x 8`` tables, whatever the
+number of rows; on 10^7 rows in Parquet the pass takes a few seconds
+(``benchmarks/scale.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from .design import GroupedStatistics, GroupingFactor, GroupStatistics
 __all__ = ["group_statistics_from_files"]
 
 _SUMS = ("n", "Sx", "Sxx", "Sy", "Sxy", "Syy")
+#: the schedulers ``scheduler=`` accepts (Dask's names)
+_SCHEDULERS = ("threads", "processes", "synchronous", "sync", "single-threaded")
+#: how many tables one addition of the tree reduction takes
+_FAN_IN = 8
 
 
 def _resolve_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
@@ -66,6 +74,37 @@ def _file_format(paths: list[str], file_format: str | None) -> str:
     return kinds.pop()
 
 
+def _block_sums(block, y: str, x: str, group: str):
+    """One block's per-group sums (a pandas frame indexed by label, columns :data:`_SUMS`)
+    and its counts ``[missing labels, non-finite x, non-finite y]``."""
+    import pandas as pd
+
+    codes, labels = pd.factorize(block[group], sort=False, use_na_sentinel=True)
+    xv = block[x].to_numpy(dtype=np.float64, na_value=np.nan)
+    yv = block[y].to_numpy(dtype=np.float64, na_value=np.nan)
+    keep = codes >= 0
+    counts = np.array([codes.size - np.count_nonzero(keep), 0, 0], dtype=np.int64)
+    if counts[0]:
+        codes, xv, yv = codes[keep], xv[keep], yv[keep]
+    counts[1:] = [xv.size - np.count_nonzero(np.isfinite(xv)),
+                  yv.size - np.count_nonzero(np.isfinite(yv))]  # fmt: skip
+    k = len(labels)
+    table = np.empty((k, len(_SUMS)))
+    table[:, 0] = np.bincount(codes, minlength=k)
+    for col, w in enumerate((xv, xv * xv, yv, xv * yv, yv * yv), start=1):
+        table[:, col] = np.bincount(codes, weights=w, minlength=k)
+    return pd.DataFrame(table, index=pd.Index(labels, name=group), columns=list(_SUMS)), counts
+
+
+def _add_tables(*parts):
+    """The sum of several blocks' ``(table, counts)``, the tables added by label."""
+    import pandas as pd
+
+    tables = [t for t, _ in parts]
+    table = tables[0] if len(tables) == 1 else pd.concat(tables).groupby(level=0, sort=False).sum()
+    return table, sum(m for _, m in parts)
+
+
 def group_statistics_from_files(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -75,6 +114,7 @@ def group_statistics_from_files(
     file_format: str | None = None,
     blocksize: str | int = "64MB",
     group_labels: Sequence[object] | None = None,
+    scheduler: str | None = None,
 ) -> GroupedStatistics:
     """Per-group sufficient statistics of CSV or Parquet files, computed with dask.dataframe.
 
@@ -91,6 +131,10 @@ def group_statistics_from_files(
     group_labels : sequence, optional
         Order of the groups in the result (e.g. ``Design.group_labels``, order of first
         appearance); default: labels sorted.
+    scheduler : str, optional
+        Dask scheduler of the pass over the data (``"threads"``, ``"processes"``,
+        ``"synchronous"``); default Dask's own: threads in this process, or the
+        ``dask.distributed`` client in use.
 
     Returns
     -------
@@ -110,11 +154,16 @@ def group_statistics_from_files(
     >>> stats.statistics.XtX.shape  # doctest: +SKIP
     (1000, 2, 2)
     """
+    import dask
     import dask.dataframe as dd
 
     resolved = _resolve_paths(paths)
     fmt = _file_format(resolved, file_format)
     columns = [y, x, group]
+    if len(set(columns)) != 3:
+        raise ValueError(f"y, x and group must name three different columns, found {columns}")
+    if scheduler is not None and scheduler not in _SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {list(_SCHEDULERS)}, found {scheduler!r}")
     if fmt == "csv":
         frame = dd.read_csv(resolved, blocksize=blocksize)
     else:
@@ -125,31 +174,23 @@ def group_statistics_from_files(
             f"data is missing column(s) {missing}; expected columns {columns}, "
             f"found {list(frame.columns)}"
         )
-    frame = frame[columns]
+    frame = frame[columns]  # only these columns are read from the files
     for name in (x, y):
         dtype = frame[name].dtype
         if not (np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.bool_)):
             raise ValueError(f"column {name!r} must be numeric, found dtype {dtype}")
 
-    xv, yv = frame[x].astype("float64"), frame[y].astype("float64")
-    sums = frame[[group]].assign(
-        n=1.0, Sx=xv, Sxx=xv * xv, Sy=yv, Sxy=xv * yv, Syy=yv * yv,
-        bad_x=(~np.isfinite(xv)).astype("int64"), bad_y=(~np.isfinite(yv)).astype("int64"),
-    )  # fmt: skip
-    n_missing_groups = frame[group].isna().sum()
-    # one pass over the data: J x 8 sums and the count of missing labels
-    table, n_missing_groups = dd.compute(
-        sums.groupby(group, dropna=True).sum(split_out=1), n_missing_groups
-    )
-    if int(n_missing_groups):
-        raise ValueError(
-            f"column {group!r} must not contain missing labels, found {int(n_missing_groups)}"
-        )
-    for name, col in ((x, "bad_x"), (y, "bad_y")):
-        if int(table[col].sum()):
-            raise ValueError(
-                f"column {name!r} must be finite, found {int(table[col].sum())} non-finite value(s)"
-            )
+    # one pass over the data: every block to J x 8 sums, then a tree of additions
+    level = [dask.delayed(_block_sums)(block, y, x, group) for block in frame.to_delayed()]
+    while len(level) > 1:
+        level = [dask.delayed(_add_tables)(*level[i : i + _FAN_IN])
+                 for i in range(0, len(level), _FAN_IN)]  # fmt: skip
+    ((table, counts),) = dask.compute(level[0], scheduler=scheduler)
+    if counts[0]:
+        raise ValueError(f"column {group!r} must not contain missing labels, found {counts[0]}")
+    for name, bad in ((x, counts[1]), (y, counts[2])):
+        if bad:
+            raise ValueError(f"column {name!r} must be finite, found {bad} non-finite value(s)")
     if len(table) < 2:
         raise ValueError(
             f"column {group!r} must have at least 2 groups to estimate group-level variation, "

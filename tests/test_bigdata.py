@@ -138,3 +138,89 @@ def test_dask_statistics_feed_the_marginal_model(tmp_path, frame):
     wrong = design_from_formula(tutorial.FORMULA, changed)
     c = build_model(wrong).compile_logp()(point)
     assert abs(c - b) > 1e-6  # the comparison can fail: one changed row moves the log density
+
+
+def _exact_group_sums(group: np.ndarray, x: np.ndarray, y: np.ndarray, labels) -> dict:
+    """Correctly rounded per-group sums (math.fsum) and the sums of absolute terms."""
+    import math
+
+    exact, absolute = {}, {}
+    terms = {"n": np.ones_like(x), "Sx": x, "Sxx": x * x, "Sy": y, "Sxy": x * y, "Syy": y * y}
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], labels, side="left").tolist() + [len(group)]
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    for name, t in terms.items():
+        t = t[order]
+        exact[name] = np.array([math.fsum(t[a:b]) for a, b in spans])
+        absolute[name] = np.array([np.abs(t[a:b]).sum() for a, b in spans])
+    return exact, absolute
+
+
+def test_float64_sums_match_exact_sums(tmp_path):
+    """The sums over blocks and files equal the correctly rounded sums of the same products.
+
+    Tolerance: summing m terms in float64 in any order (per block, then across blocks) is
+    off by at most about m u sum|t_i| (u = 2^-53, the terms x*y themselves rounded once);
+    m u with the largest group (m < 700 rows here) is below 1e-13, and the test allows
+    m 2^-52 sum|t_i| per group and statistic. The outcome is centred far from 0 (mean
+    ~1e3), so Syy and Sy are large and an error of single precision (1e-7) or a lost block
+    shows up many orders of magnitude above the bound.
+    """
+    rng = np.random.default_rng(3)
+    rows, groups = 120_000, 300
+    group = rng.integers(0, groups, size=rows)
+    x = rng.normal(2.0, 3.0, size=rows)
+    y = 1e3 + rng.normal(0.0, 5.0, size=groups)[group] + 0.7 * x + rng.normal(size=rows)
+    frame = pd.DataFrame({"g": group, "x": x, "y": y, "unused": rng.normal(size=rows)})
+    _write_parts(frame, tmp_path, "parquet", n_parts=6)
+    got = group_statistics_from_files(tmp_path, group="g")
+    labels = np.arange(groups)
+    assert list(got.group_labels) == labels.tolist()
+    exact, absolute = _exact_group_sums(group, x, y, labels)
+    stats = got.statistics
+    found = {"n": stats.n, "Sx": stats.XtX[:, 0, 1], "Sxx": stats.XtX[:, 1, 1],
+             "Sy": stats.Xty[:, 0], "Sxy": stats.Xty[:, 1], "Syy": stats.yty}  # fmt: skip
+    m = exact["n"]
+    assert m.max() < 700
+    for name, value in found.items():
+        bound = m * 2.0**-52 * absolute[name]
+        assert np.all(np.abs(value - exact[name]) <= bound), name
+    # the same bound rejects sums off by one part in 1e10 (far below single precision)
+    assert not np.all(np.abs(stats.yty * (1 + 1e-10) - exact["Syy"]) <= m * 2.0**-52
+                      * absolute["Syy"])  # fmt: skip
+    # the other matrix entries are copies of these sums
+    np.testing.assert_array_equal(stats.XtX[:, 1, 0], stats.XtX[:, 0, 1])
+    np.testing.assert_array_equal(stats.ZtZ, stats.XtX)
+    np.testing.assert_array_equal(stats.Zty, stats.Xty)
+
+
+def test_schedulers_agree_and_bad_arguments_are_named(tmp_path, frame):
+    _write_parts(frame, tmp_path, "parquet")
+    threads = group_statistics_from_files(tmp_path, scheduler="threads")
+    single = group_statistics_from_files(tmp_path, scheduler="synchronous")
+    for name in FIELDS:
+        # rtol=1e-12: the same sums, the blocks possibly added in another order
+        a, b = getattr(threads.statistics, name), getattr(single.statistics, name)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match=r"scheduler must be one of .*found 'gpu'"):
+        group_statistics_from_files(tmp_path, scheduler="gpu")
+    with pytest.raises(
+        ValueError, match=r"three different columns, found \['y', 'y', 'group_id'\]"
+    ):
+        group_statistics_from_files(tmp_path, x="y")
+
+
+def test_non_finite_predictor_and_many_blocks(tmp_path, frame):
+    """NaN in x is counted (not summed into NaN sums), and 20 blocks go through two levels
+    of the tree of additions."""
+    bad = frame.copy()
+    bad.loc[[2, 9], "x"] = np.nan
+    _write_parts(bad, tmp_path, "csv", n_parts=20)
+    with pytest.raises(ValueError, match="column 'x' must be finite, found 2 non-finite"):
+        group_statistics_from_files(tmp_path / "*.csv")
+    for path in tmp_path.glob("*.csv"):
+        path.unlink()
+    _write_parts(frame, tmp_path, "csv", n_parts=20)
+    design = design_from_formula(tutorial.FORMULA, frame)
+    got = group_statistics_from_files(tmp_path / "*.csv", group_labels=design.factors[0].labels)
+    _assert_equal(got.statistics, design.grouped_statistics().statistics)
