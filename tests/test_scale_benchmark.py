@@ -1,0 +1,113 @@
+"""The scale benchmark's smoke run, end to end in a subprocess, and its report's fields."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scale.py"
+
+STAGE_FIELDS = ("statistics_s", "build_compile_s", "sampling_s", "random_effects_s",
+                "end_to_end_s")  # fmt: skip
+RECORD_FIELDS = (*STAGE_FIELDS, "import_s", "build_s", "peak_rss_mb",
+                 "peak_rss_after_statistics_mb", "divergences", "steps_per_draw",
+                 "min_ess_bulk", "covered", "all_covered", "intervals")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scale():
+    spec = importlib.util.spec_from_file_location("lmm_scale_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_field(tmp_path):
+    out = tmp_path / "scale_quick"
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--rows", "20000", "--groups", "40",
+           "--files", "3", "--data-dir", str(tmp_path / "data"), "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(out.with_name("scale_quick.json").read_text())
+    assert report["command"].startswith("python benchmarks/scale.py --quick")
+    assert {"cpus", "load_start", "load_end"} <= set(report["machine"])
+    (section,) = report["cases"]
+    assert section["case"] == "single" and section["settings"]["rows"] == 20_000
+    assert len(list((tmp_path / "data").rglob("*.parquet"))) == 3
+    (record,) = section["repeats"]
+    assert set(RECORD_FIELDS) <= set(record)
+    for key in STAGE_FIELDS:
+        assert record[key] >= 0, key
+    assert record["end_to_end_s"] >= record["statistics_s"] + record["sampling_s"]
+    assert record["groups_found"] == 40
+    assert record["random_effect_shapes"]["b_group_id"] == [4, 200, 40, 2]
+    assert set(record["covered"]) == {n for n, *_ in json.loads(
+        next((tmp_path / "data").rglob("_meta.json")).read_text())["truth"]}  # fmt: skip
+    assert 0 < record["peak_rss_mb"] < 8000
+    assert set(section["summary"]) >= {key for key in STAGE_FIELDS}
+    text = out.with_name("scale_quick.md").read_text()
+    for needle in ("Command: `python benchmarks/scale.py --quick", "CPU(s)", "load average",
+                   "end to end", "peak RSS, MB", "min bulk ESS", "95% interval"):  # fmt: skip
+        assert needle in text, needle
+
+
+def test_registry_summary_and_markdown(scale, tmp_path):
+    """Cases are a registry; medians and the report come from the records alone."""
+    assert "single" in scale.CASES
+    case = scale.CASES["single"]
+    assert callable(case.write) and callable(case.run)
+    directory = scale.ensure_data(case, tmp_path, 600, 6, 2, 1)
+    files = sorted(directory.glob("*.parquet"))
+    assert len(files) == 2
+    meta = json.loads((directory / "_meta.json").read_text())
+    assert {n for n, *_ in meta["truth"]} >= set(meta["realized"])
+    # a second call reuses the files: nothing rewritten
+    stamps = [p.stat().st_mtime_ns for p in files]
+    assert scale.ensure_data(case, tmp_path, 600, 6, 2, 1) == directory
+    assert [p.stat().st_mtime_ns for p in files] == stamps
+
+    def record(k, t):
+        return {"repeat": k, "import_s": 1.0, "statistics_s": t, "build_s": 0.1,
+                "build_compile_s": 2.0 * t, "sampling_s": 3.0, "random_effects_s": 0.5,
+                "fit_s": 5.5, "end_to_end_s": t + 5.5, "process_s": t + 6.5,
+                "peak_rss_mb": 100.0 * k, "peak_rss_after_statistics_mb": 50.0,
+                "divergences": 0, "steps_per_draw": 7.0, "min_ess_bulk": 900.0 + k,
+                "covered": {"sigma": True}, "all_covered": k != 2,
+                "covered_realized": {}, "realized": {},
+                "intervals": {"sigma": [0.9, 1.1, 1.0]}}  # fmt: skip
+
+    records = [record(1, 1.0), record(2, 3.0), record(3, 2.0)]
+    summary = scale.summarize(records)
+    assert summary["statistics_s"] == 2.0 and summary["end_to_end_s"] == 7.5
+    assert summary["max_peak_rss_mb"] == 300.0 and summary["peak_rss_mb"] == 200.0
+    assert summary["all_covered_every_repeat"] is False
+    report = {
+        "command": "python benchmarks/scale.py",
+        "machine": scale._machine((1.0, 1.0, 1.0)),
+        "cases": [{"case": "single", "description": case.description, "formula": case.formula,
+                   "settings": {"rows": 600, "groups": 6, "files": 2}, "fit_options": {},
+                   "data_dir": str(tmp_path), "data_mb": 0.1, "repeats": records,
+                   "summary": summary,
+                   "targets": {**scale.TARGETS, "end_to_end_met": True,
+                               "peak_rss_met": True}}],
+    }  # fmt: skip
+    text = scale.markdown(report)
+    assert "| end to end (statistics + fit) | 7.5 | 6.5, 8.5, 7.5 |" in text
+    assert "Targets: end to end <= 60 s: yes" in text
+
+
+def test_bad_sizes_are_named(scale):
+    with pytest.raises(SystemExit, match="--groups must lie between 2 and --rows=100, found 1000"):
+        scale.main(["--rows", "100", "--groups", "1000", "--out", "/dev/null/x"])
+    with pytest.raises(SystemExit):  # argparse: not a positive whole number
+        scale._parser().parse_args(["--rows", "1.5"])
