@@ -54,12 +54,14 @@ bounds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -789,13 +791,22 @@ def _run_child(args, config: str, size: str, draws: int, tune: int, bound: bool)
         cmd.append("--bound")
     timeout = args.timeout + (BRMS_COMPILE_ALLOWANCE if config == "brms" else 0)
     failed = {"config": config, "label": CONFIGS[config][0], "size": size}
+    # its own process group: on timeout its sampler workers (PyStan's processes, rstan's
+    # cluster) are stopped with it instead of running on
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=timeout)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        stdout = stderr = None
+    with contextlib.suppress(ProcessLookupError):  # none left: the run ended cleanly
+        os.killpg(proc.pid, signal.SIGKILL)
+    if stdout is None:
+        proc.communicate()
         return {**failed, "error": f"stopped after the time limit of {timeout:.0f} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        return {**failed, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+        return {**failed, "error": (stderr.strip().splitlines() or ["no output"])[-1]}
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 

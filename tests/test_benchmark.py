@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +244,23 @@ def test_brms_draws_get_the_package_names(bench):
         post["beta"].sel(fixed_effect="intercept").values,
         ordered["b_Intercept"].to_numpy().reshape(chains, draws),
     )
+
+
+def test_a_run_past_its_time_limit_is_stopped_with_its_workers(bench, tmp_path, monkeypatch):
+    # a stand-in for one run: it starts a worker (as PyStan and rstan do) and outlives the limit
+    worker_pid = tmp_path / "worker.pid"
+    script = tmp_path / "run.sh"
+    script.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {worker_pid}\nsleep 60\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(bench.sys, "executable", str(script))
+    args = argparse.Namespace(chains=4, seed=1, stan_cold=False, timeout=1.0)
+    record = bench._run_child(args, "default", "small", 10, 10, False)
+    assert record["error"] == "stopped after the time limit of 1 s"
+    pid = int(worker_pid.read_text())
+    for _ in range(50):  # the worker is gone (or a zombie waiting for init) within a moment
+        state = Path(f"/proc/{pid}/stat")
+        if not state.exists() or state.read_text().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the run's worker {pid} still runs after the run was stopped")
