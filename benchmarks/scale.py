@@ -229,8 +229,11 @@ def _posterior_checks(idata, truth: list, realized: dict) -> dict:
     import numpy as np
 
     post = idata.posterior
-    ess = az.ess(post[[v for v in ESS_VARIABLES if v in post]], method="bulk")
+    checked = post[[v for v in ESS_VARIABLES if v in post]]
+    ess = az.ess(checked, method="bulk")
     min_ess = min(float(ess[v].min()) for v in ess.data_vars)
+    r_hat = az.rhat(checked)
+    max_r_hat = max(float(r_hat[v].max()) for v in r_hat.data_vars)
     covered, covered_realized = {}, {}
     lo_q, hi_q = (1 - INTERVAL) / 2, 1 - (1 - INTERVAL) / 2
     intervals = {}
@@ -247,6 +250,7 @@ def _posterior_checks(idata, truth: list, realized: dict) -> dict:
         "divergences": int(idata.sample_stats["diverging"].sum()),
         "steps_per_draw": float(idata.sample_stats[steps].mean()) if steps else None,
         "min_ess_bulk": min_ess,
+        "max_r_hat": max_r_hat,
         "covered": covered,
         "all_covered": all(covered.values()),
         "realized": realized,
@@ -362,7 +366,7 @@ def summarize(records: list[dict]) -> dict:
     """Medians over repeats of every stage, the peak memory and the checks."""
     keys = [k for k, _ in STAGES] + ["fit_s", "build_s", "import_s", "process_s", "peak_rss_mb",
                                      "peak_rss_after_statistics_mb", "min_ess_bulk",
-                                     "divergences", "steps_per_draw"]  # fmt: skip
+                                     "divergences", "steps_per_draw", "max_r_hat"]  # fmt: skip
     out = {k: _median(records, k) for k in keys}
     out["max_peak_rss_mb"] = max(r["peak_rss_mb"] for r in records)
     out["all_covered_every_repeat"] = all(r["all_covered"] for r in records)
@@ -420,6 +424,7 @@ def markdown(report: dict) -> str:
         per_cov = ", ".join(_fmt(r["all_covered"]) for r in section["repeats"])
         per_real = ", ".join(_fmt(all(r["covered_realized"].values())) for r in section["repeats"])
         per_steps = ", ".join(_fmt(r["steps_per_draw"]) for r in section["repeats"])
+        per_rhat = ", ".join(_fmt(r.get("max_r_hat"), 3) for r in section["repeats"])
         per_build = ", ".join(_fmt(r["build_s"]) for r in section["repeats"])
         lines += [
             f"| of which the PyMC model's build | {_fmt(s['build_s'])} | {per_build} |",
@@ -436,6 +441,7 @@ def markdown(report: dict) -> str:
             f"{_fmt(s['peak_rss_after_statistics_mb'], 0)} | {per_stats} |",
             f"| divergences | {_fmt(s['divergences'], 0)} | {per_div} |",
             f"| NUTS steps per draw | {_fmt(s['steps_per_draw'])} | {per_steps} |",
+            f"| max r_hat (beta, sigma, sigs) | {_fmt(s.get('max_r_hat'), 3)} | {per_rhat} |",
             f"| min bulk ESS (beta, sigma, sigs) | {_fmt(s['min_ess_bulk'], 0)} | {per_ess} |",
             f"| every true value in its {INTERVAL:.0%} interval | "
             f"{_fmt(s['all_covered_every_repeat'])} | {per_cov} |",

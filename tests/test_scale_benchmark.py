@@ -16,7 +16,7 @@ STAGE_FIELDS = ("statistics_s", "build_compile_s", "sampling_s", "random_effects
                 "end_to_end_s")  # fmt: skip
 RECORD_FIELDS = (*STAGE_FIELDS, "import_s", "build_s", "peak_rss_mb",
                  "peak_rss_after_statistics_mb", "divergences", "steps_per_draw",
-                 "min_ess_bulk", "covered", "all_covered", "intervals")  # fmt: skip
+                 "min_ess_bulk", "max_r_hat", "covered", "all_covered", "intervals")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,7 @@ def test_registry_summary_and_markdown(scale, tmp_path):
                 "fit_s": 5.5, "end_to_end_s": t + 5.5, "process_s": t + 6.5,
                 "peak_rss_mb": 100.0 * k, "peak_rss_after_statistics_mb": 50.0,
                 "divergences": 0, "steps_per_draw": 7.0, "min_ess_bulk": 900.0 + k,
+                "max_r_hat": 1.0,
                 "covered": {"sigma": True}, "all_covered": k != 2,
                 "covered_realized": {}, "realized": {},
                 "intervals": {"sigma": [0.9, 1.1, 1.0]}}  # fmt: skip
