@@ -13,9 +13,9 @@ import arviz as az
 import pandas as pd
 
 from . import tutorial
-from .design import Design, GroupedStatistics
+from .design import Design, GroupedStatistics, GroupStatistics
 from .formula import design_from_formula
-from .models import build_model, resolve_parametrization
+from .models import build_model, integrated_factor, resolve_parametrization
 from .priors import Priors, default_priors
 from .sampling import SamplerConfig, diagnose, sample_model
 from .simulation import Simulation
@@ -58,6 +58,7 @@ def fit(
     priors: Priors | None = None,
     sampling: SamplerConfig | None = None,
     pointwise: bool | None = None,
+    integrate: str | None = None,
     **sampler_options: object,
 ) -> az.InferenceData:
     """Fit a linear mixed model with NUTS and return the posterior.
@@ -72,9 +73,11 @@ def fit(
         default the tutorial's ``"y ~ 1 + x + (1 + x | group_id)"`` (see
         :func:`lmm_pymc.formula.design_from_formula`).
     parametrization : {"marginal", "cholesky", "lkj_corr"}, optional
-        Default ``marginal`` (random effects integrated out, O(groups) per gradient, exact
-        draws of every ``b_k`` afterwards, seeded by ``random_seed``) wherever the formula
-        has one grouping factor, else ``cholesky``.
+        Default ``marginal``: one factor's random effects integrated out, exact draws of
+        them afterwards, seeded by ``random_seed``. With one grouping factor the likelihood
+        comes from per-group sums (O(groups) per gradient); with crossed factors the
+        factor with the most levels (or ``integrate``) is integrated out and the others'
+        effects are sampled (non-centred), one pass over the rows per gradient.
     priors : Priors, optional
         Priors per term (:class:`~lmm_pymc.priors.Priors`); default weakly informative on
         the data's scale (:func:`~lmm_pymc.priors.default_priors`); ``Priors.tutorial()``
@@ -88,6 +91,9 @@ def fit(
         Add ``log_likelihood`` (``az.loo``, ``az.compare``), ``posterior_predictive``
         (``az.plot_ppc``) and ``observed_data`` (:mod:`lmm_pymc.predictions`). Default: when
         draws x rows stays below 2e7 numbers (160 MB) per group.
+    integrate : str, optional
+        With ``marginal`` and crossed factors: the grouping factor to integrate out
+        (default: the one with the most levels).
 
     Returns
     -------
@@ -109,15 +115,27 @@ def fit(
     priors = default_priors(design) if priors is None else priors
     # per-group sums once: the marginal likelihood, the b draws and the group log-likelihood
     grouped = design if isinstance(design, GroupedStatistics) else None
-    if grouped is None and parametrization == "marginal":
+    if grouped is None and parametrization == "marginal" and len(design.factors) == 1:
         grouped = design.grouped_statistics()
-    model = build_model(grouped if grouped is not None else design, parametrization, priors=priors)
-    idata = sample_model(model, config, parametrization)
+    model = build_model(
+        grouped if grouped is not None else design,
+        parametrization,
+        priors=priors,
+        integrate=integrate,
+    )
+    n_groups = grouped.factor.n_levels if grouped is not None else None
+    idata = sample_model(model, config, parametrization, n_groups)
     if parametrization == "marginal":
-        # exact conditional draws b_j | hyperparameters, y (lmm_pymc.marginal)
+        # exact conditional draws b_j | hyperparameters, y (and the other factors' b)
         from .marginal import add_random_effects
 
-        add_random_effects(idata, grouped, seed=config.random_seed)
+        if grouped is not None:
+            add_random_effects(idata, grouped, seed=config.random_seed)
+        else:
+            f = integrated_factor(design, integrate)
+            stats = GroupStatistics.from_rows(design.X, f.Z, design.y, f.index, f.n_levels)
+            integrated = GroupedStatistics(stats, design.fixed_names, f)
+            add_random_effects(idata, integrated, seed=config.random_seed, design=design)
     idata.attrs["formula"] = getattr(design, "formula", "") or (formula or tutorial.FORMULA)
     idata.attrs["parametrization"] = parametrization
     idata.attrs["sampler"] = config.sampler

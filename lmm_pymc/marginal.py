@@ -43,32 +43,57 @@ which :func:`add_random_effects` draws, with an explicit seed, after sampling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import arviz as az
 import numpy as np
 import pytensor.tensor as pt
 import xarray as xr
 
 from .checks import positive_int
-from .design import GroupedStatistics, GroupStatistics
+from .design import Design, GroupedStatistics, GroupingFactor, GroupStatistics
 
 __all__ = [
+    "CROSS_PRODUCT_LIMIT",
+    "CrossedStatistics",
     "add_random_effects",
+    "crossed_marginal_loglik",
+    "crossed_statistics",
     "marginal_loglik",
     "marginal_loglik_numpy",
     "random_effects_draws",
+    "residual_marginal_loglik",
     "stable_constants",
 ]
 
 Matrix = list[list[object]]
 
 
-def _column(values: np.ndarray) -> pt.TensorConstant | float:
-    """One (J,) constant per matrix entry (the graph is a few fused elementwise loops); an
-    entry that is zero in every group is the number 0.0, which :func:`_prod` and
-    :func:`_sum` drop: a zero column of Z (a slope that never varies) then adds no terms,
-    where zero constants would leave PyTensor's gradient rewrites running for minutes."""
-    values = np.ascontiguousarray(values, dtype=float)
-    return 0.0 if not values.any() else pt.as_tensor(values)
+#: Turns one named (J,) column of per-group numbers into a graph input: ``pt.as_tensor``
+#: by default (a constant); :func:`lmm_pymc.build_model` passes one that makes ``pm.Data``,
+#: so that the compiled log density takes the data as inputs and serves every data set of
+#: the same structure (:func:`lmm_pymc.sampling.compile_model`).
+ColumnInput = Callable[[str, np.ndarray], object]
+
+
+def _constant(name: str, values: np.ndarray) -> pt.TensorConstant:
+    return pt.as_tensor(values)
+
+
+def _columns(data: ColumnInput | None) -> Callable[[str, np.ndarray], object]:
+    """``column(name, values)``: one (J,) input per matrix entry (the graph is a few fused
+    elementwise loops); an entry that is zero in every group is the number 0.0, which
+    :func:`_prod` and :func:`_sum` drop: a zero column of Z (a slope that never varies) then
+    adds no terms, where zero inputs would leave PyTensor's gradient rewrites running for
+    minutes. Which entries are zero is part of the model's structure."""
+    make = _constant if data is None else data
+
+    def column(name: str, values: np.ndarray) -> object:
+        values = np.ascontiguousarray(values, dtype=float)
+        return 0.0 if not values.any() else make(name, values)
+
+    return column
 
 
 def _is_zero(x: object) -> bool:
@@ -96,9 +121,9 @@ def _sum(terms) -> object:
     return out
 
 
-def _entries(values: np.ndarray) -> Matrix:
-    """(J, a, b) numbers -> a x b nested list of (J,) constants."""
-    return [[_column(values[:, i, k]) for k in range(values.shape[2])]
+def _entries(column, name: str, values: np.ndarray) -> Matrix:
+    """(J, a, b) numbers -> a x b nested list of (J,) inputs ``<name>_<i>_<k>``."""
+    return [[column(f"{name}_{i}_{k}", values[:, i, k]) for k in range(values.shape[2])]
             for i in range(values.shape[1])]  # fmt: skip
 
 
@@ -117,6 +142,23 @@ def _cholesky_logdet_quad(W: Matrix, d: list[object]) -> tuple[object, object]:
         v[i] = _prod(_sum([d[i], *(-_prod(C[i][m], v[m]) for m in range(i))]), 1.0 / C[i][i])
         quad = _sum([quad, _prod(v[i], v[i])])
     return logdet, quad
+
+
+def _woodbury(n, rr, Zr: list[object], G: Matrix, Lm: Matrix, s2) -> tuple[object, object]:
+    """``(log|V_j|, r_j'V_j^-1 r_j)`` per group from ``r'r`` (J,), ``Z'r`` (q of (J,)) and
+    ``Z'Z`` (q x q of (J,)), by the Woodbury form (module docstring): ``u = L' Z'r``,
+    ``A_w = I + L' Z'Z L / s2``."""
+    q = len(Zr)
+    u = [_sum(_prod(Lm[k][a], Zr[k]) for k in range(a, q)) for a in range(q)]
+    GL = [[_sum(_prod(G[k][m], Lm[m][c]) for m in range(c, q)) for c in range(q)]
+          for k in range(q)]  # fmt: skip
+    Aw = [[_sum([1.0 if a == c else 0.0,
+                 _prod(_sum(_prod(Lm[k][a], GL[k][c]) for k in range(a, q)), 1.0 / s2)])
+           for c in range(q)] for a in range(q)]  # fmt: skip
+    logdet_A, uAu = _cholesky_logdet_quad(Aw, u)
+    # r'r may be the number 0.0 (crossed_marginal_loglik adds it in total): 0.0 / s2 would
+    # leave PyTensor's zero-division rewrite cycling
+    return n * pt.log(s2) + logdet_A, _sum([_prod(rr, 1.0 / s2), -_prod(uAu, 1.0 / pt.sqr(s2))])
 
 
 def stable_constants(stats: GroupStatistics) -> dict[str, np.ndarray]:
@@ -169,6 +211,7 @@ def marginal_loglik(
     chol: pt.TensorLike,
     *,
     stable: bool = True,
+    data: ColumnInput | None = None,
 ) -> pt.TensorVariable:
     """Per-group marginal log-likelihood ``log N(y_j | X_j beta, s2 I + Z_j L L' Z_j')``.
 
@@ -191,7 +234,8 @@ def marginal_loglik(
         Every array in its graph is of size O(J); none has the number of rows.
     """
     J, p, q = stats.check()
-    n = _column(stats.n)
+    _column = _columns(data)
+    n = _column("n", stats.n)
     beta, L = pt.as_tensor(beta), pt.as_tensor(chol)
     b = [beta[i] for i in range(p)]
     Lm = [[L[i, k] if k <= i else 0.0 for k in range(q)] for i in range(q)]
@@ -199,28 +243,21 @@ def marginal_loglik(
     log_2pi = np.log(2.0 * np.pi)
 
     def woodbury() -> tuple[object, object]:
-        XtX, XtZ, G = _entries(stats.XtX), _entries(stats.XtZ), _entries(stats.ZtZ)
-        Xty = [_column(stats.Xty[:, i]) for i in range(p)]
-        Zty = [_column(stats.Zty[:, k]) for k in range(q)]
+        XtX, XtZ = _entries(_column, "XtX", stats.XtX), _entries(_column, "XtZ", stats.XtZ)
+        G = _entries(_column, "ZtZ", stats.ZtZ)
+        Xty = [_column(f"Xty_{i}", stats.Xty[:, i]) for i in range(p)]
+        Zty = [_column(f"Zty_{k}", stats.Zty[:, k]) for k in range(q)]
         # (J,) r'r = y'y - 2 beta'X'y + beta'X'X beta
         rr = _sum(
             [
-                _column(stats.yty),
+                _column("yty", stats.yty),
                 *(_prod(-2.0, Xty[i], b[i]) for i in range(p)),
                 *(_prod(XtX[i][k], b[i], b[k]) for i in range(p) for k in range(p)),
             ]
         )
-        # (J,) Z'r = Z'y - (X'Z)' beta ; u = L' Z'r
+        # (J,) Z'r = Z'y - (X'Z)' beta
         Zr = [_sum([Zty[k], *(-_prod(XtZ[i][k], b[i]) for i in range(p))]) for k in range(q)]
-        u = [_sum(_prod(Lm[k][a], Zr[k]) for k in range(a, q)) for a in range(q)]
-        # A_w = I + L' G L / s2
-        GL = [[_sum(_prod(G[k][m], Lm[m][c]) for m in range(c, q)) for c in range(q)]
-              for k in range(q)]  # fmt: skip
-        Aw = [[_sum([1.0 if a == c else 0.0,
-                     _prod(_sum(_prod(Lm[k][a], GL[k][c]) for k in range(a, q)), 1.0 / s2)])
-               for c in range(q)] for a in range(q)]  # fmt: skip
-        logdet_A, uAu = _cholesky_logdet_quad(Aw, u)
-        return n * pt.log(s2) + logdet_A, rr / s2 - _prod(uAu, 1.0 / pt.sqr(s2))
+        return _woodbury(n, rr, Zr, G, Lm, s2)
 
     k = stable_constants(stats) if stable else None
     if k is None or not k["regular"].any():
@@ -229,14 +266,15 @@ def marginal_loglik(
         return -0.5 * (n * log_2pi + logdet_V + quad)
     Sigma = [[_sum(_prod(Lm[i][m], Lm[c][m]) for m in range(min(i, c) + 1)) for c in range(q)]
              for i in range(q)]  # fmt: skip
-    G_inv, H = _entries(k["G_inv"]), _entries(k["H"])
+    G_inv, H = _entries(_column, "G_inv", k["G_inv"]), _entries(_column, "H", k["H"])
     W = [[_sum([_prod(s2, G_inv[i][c]), Sigma[i][c]]) for c in range(q)] for i in range(q)]
-    d = [_sum([_column(k["b_y"][:, a]), *(-_prod(H[a][i], b[i]) for i in range(p))])
+    d = [_sum([_column(f"b_y_{a}", k["b_y"][:, a]), *(-_prod(H[a][i], b[i]) for i in range(p))])
          for a in range(q)]  # fmt: skip
     logdet_W, dWd = _cholesky_logdet_quad(W, d)
-    rss = _column(k["rss_y"])
+    rss = _column("rss_y", k["rss_y"])
     if np.any(k["A"]) or np.any(k["c"]):  # fixed effects without a random counterpart
-        A, c = _entries(k["A"]), [_column(k["c"][:, i]) for i in range(p)]
+        A = _entries(_column, "A", k["A"])
+        c = [_column(f"c_{i}", k["c"][:, i]) for i in range(p)]
         rss = _sum(
             [
                 rss,
@@ -244,7 +282,7 @@ def marginal_loglik(
                 *(_prod(A[i][m], b[i], b[m]) for i in range(p) for m in range(p)),
             ]
         )
-    stable_logdet = (n - q) * pt.log(s2) + _column(k["log_det_G"]) + logdet_W
+    stable_logdet = (n - q) * pt.log(s2) + _column("log_det_G", k["log_det_G"]) + logdet_W
     stable_quad = rss / s2 + dWd
     if k["regular"].all():
         # every group regular (the usual case): no Woodbury branch in the graph, which
@@ -253,11 +291,197 @@ def marginal_loglik(
     else:
         # groups with a singular Z'Z keep the Woodbury form; their stable-branch constants
         # are finite placeholders, so gradients stay finite
-        regular = _column(k["regular"].astype(float))
+        regular = _column("regular", k["regular"].astype(float))
         wood_logdet, wood_quad = woodbury()
         logdet_V = pt.switch(regular > 0.5, stable_logdet, wood_logdet)
         quad = pt.switch(regular > 0.5, stable_quad, wood_quad)
     return -0.5 * (n * log_2pi + logdet_V + quad)
+
+
+def residual_marginal_loglik(
+    residual: pt.TensorLike,
+    Z: pt.TensorLike,
+    index: pt.TensorLike,
+    n: np.ndarray,
+    ZtZ: np.ndarray,
+    sigma: pt.TensorLike,
+    chol: pt.TensorLike,
+    *,
+    data: ColumnInput | None = None,
+) -> pt.TensorVariable:
+    """Per-group marginal log-likelihood of one factor whose random effects are integrated
+    out while the others' are given: crossed factors on the fast path.
+
+    With the other factors' effects in the residual ``r = y - X beta - sum_f Z_f b_f``
+    (computed by the caller, one entry per row), group ``j`` of the integrated factor has
+    ``r_j ~ N(0, s2 I + Z_j Sigma Z_j')``, evaluated by the Woodbury form from the per-group
+    ``r'r`` and ``Z'r`` (one pass over the rows per gradient: O(rows)) and the constant
+    ``Z'Z`` (module docstring). The residual is already centred by the fixed and sampled
+    effects, so the Woodbury form's difference of terms is of the residual's scale.
+
+    Parameters
+    ----------
+    residual : tensor, shape (N,)
+    Z : tensor, shape (N, q)
+        The integrated factor's random-effects design.
+    index : tensor of int, shape (N,)
+        Each row's level of the integrated factor, in ``0 .. J-1``.
+    n, ZtZ : arrays, shapes (J,) and (J, q, q)
+        Rows per level and ``Z_j'Z_j``.
+    sigma, chol : tensors
+        Residual sd; lower Cholesky factor of the integrated factor's ``Sigma``.
+    data : callable, optional
+        As in :func:`marginal_loglik`: turns ``n`` and ``ZtZ``'s entries into inputs.
+
+    Returns
+    -------
+    pytensor TensorVariable, shape (J,)
+    """
+    column = _columns(data)
+    ZtZ = np.asarray(ZtZ, dtype=float)
+    q = ZtZ.shape[1]
+    n_col = column("n", n)
+    G = _entries(column, "ZtZ", ZtZ)
+    L = pt.as_tensor(chol)
+    Lm = [[L[i, k] if k <= i else 0.0 for k in range(q)] for i in range(q)]
+    s2 = pt.sqr(sigma)
+    r, Z = pt.as_tensor(residual), pt.as_tensor(Z)
+    # (J, 1 + q): per group r'r and Z'r, one pass over the rows
+    parts = pt.concatenate([pt.sqr(r)[:, None], Z * r[:, None]], axis=1)
+    sums = pt.inc_subtensor(pt.zeros((pt.as_tensor(n_col).shape[0], q + 1))[index], parts)
+    logdet_V, quad = _woodbury(n_col, sums[:, 0], [sums[:, k + 1] for k in range(q)], G, Lm, s2)
+    return -0.5 * (n_col * np.log(2.0 * np.pi) + logdet_V + quad)
+
+
+#: Largest ``J q x P`` cross-product matrix ``Z'D`` (:class:`CrossedStatistics`) kept dense:
+#: 2e7 numbers (160 MB); beyond it the crossed likelihood makes one pass over the rows
+#: per gradient (:func:`residual_marginal_loglik`).
+CROSS_PRODUCT_LIMIT = 20_000_000
+
+
+@dataclass(frozen=True)
+class CrossedStatistics:
+    """Cross-products that give a crossed design's likelihood, one factor integrated out,
+    without its rows.
+
+    The residual given the sampled effects is linear in ``theta = (beta, vec b_o, ...)``
+    (``P`` numbers; each sampled factor's ``b_o`` (J_o, q_o) row by row): ``r = y - D
+    theta`` with ``D = [X, W_o, ...]``, ``W_o`` the sampled factor's (N, J_o q_o) random
+    design. Around a least-squares point ``theta0`` (``e0 = y - D theta0``, so ``D'e0`` is
+    ~0 and nothing of the order of ``y'y`` is subtracted), with ``delta = theta - theta0``::
+
+        r'r        = e0'e0 - 2 delta'D'e0 + delta'D'D delta
+        Z_j'r_j    = Z_j'e0_j - (Z'D)_j delta
+
+    ``Z'D`` (``K``, (J q, P)) is dense: one gradient costs O(J q P + P^2) and no array has
+    the number of rows.
+    """
+
+    factor: GroupingFactor
+    others: tuple[GroupingFactor, ...]
+    n: np.ndarray  # (J,)
+    ZtZ: np.ndarray  # (J, q, q)
+    theta0: np.ndarray  # (P,)
+    e0e0: float
+    Dte0: np.ndarray  # (P,)
+    DtD: np.ndarray  # (P, P)
+    Zte0: np.ndarray  # (J, q)
+    K: np.ndarray  # (J q, P)
+
+    def theta(self, beta: np.ndarray, b_others: list[np.ndarray]) -> np.ndarray:
+        """(S, P) ``theta`` of draws: ``beta`` (S, p) and each sampled ``b_o`` (S, J_o, q_o)."""
+        S = beta.shape[0]
+        return np.concatenate([beta, *(b.reshape(S, -1) for b in b_others)], axis=1)
+
+
+def _block_design(index: np.ndarray, Z: np.ndarray, n_levels: int):
+    """Sparse (N, J q) design of one factor: row i has ``Z[i]`` in the columns of its level."""
+    from scipy import sparse
+
+    N, q = Z.shape
+    cols = (index[:, None] * q + np.arange(q)[None, :]).ravel()
+    rows = np.repeat(np.arange(N), q)
+    return sparse.csr_matrix((Z.ravel(), (rows, cols)), shape=(N, n_levels * q))
+
+
+def crossed_statistics(design: Design, factor: GroupingFactor) -> CrossedStatistics | None:
+    """The :class:`CrossedStatistics` of ``design`` with ``factor`` integrated out, or None
+    when ``Z'D`` would exceed :data:`CROSS_PRODUCT_LIMIT` numbers."""
+    from scipy import sparse
+
+    others = tuple(f for f in design.factors if f.name != factor.name)
+    P = design.X.shape[1] + sum(f.n_levels * f.q for f in others)
+    if factor.n_levels * factor.q * P > CROSS_PRODUCT_LIMIT:
+        return None
+    D = sparse.hstack(
+        [sparse.csr_matrix(design.X), *(_block_design(f.index, f.Z, f.n_levels) for f in others)]
+    ).tocsr()
+    y = design.y
+    DtD = np.asarray((D.T @ D).todense())
+    # a least-squares point (D is rank deficient: the intercept and every level's intercept)
+    theta0 = np.linalg.lstsq(DtD, D.T @ y, rcond=None)[0]
+    e0 = y - D @ theta0
+    Za = _block_design(factor.index, factor.Z, factor.n_levels)
+    stats = GroupStatistics.from_rows(design.X, factor.Z, y, factor.index, factor.n_levels)
+    return CrossedStatistics(
+        factor=factor,
+        others=others,
+        n=stats.n,
+        ZtZ=stats.ZtZ,
+        theta0=theta0,
+        e0e0=float(e0 @ e0),
+        Dte0=np.asarray(D.T @ e0),
+        DtD=DtD,
+        Zte0=np.asarray(Za.T @ e0).reshape(factor.n_levels, factor.q),
+        K=np.asarray((Za.T @ D).todense()),
+    )
+
+
+def crossed_marginal_loglik(
+    cs: CrossedStatistics,
+    beta: pt.TensorLike,
+    b_others: list[pt.TensorLike],
+    sigma: pt.TensorLike,
+    chol: pt.TensorLike,
+    *,
+    data: ColumnInput | None = None,
+) -> pt.TensorVariable:
+    """Log-likelihood (a scalar) of a crossed design with ``cs.factor``'s random effects
+    integrated out, given ``beta`` and the sampled factors' ``b_o`` (J_o, q_o) in the order
+    of ``cs.others``: the Woodbury form per group (module docstring) from the
+    cross-products of :class:`CrossedStatistics`. ``data`` turns the per-group columns and
+    the cross-products into model inputs (as in :func:`marginal_loglik`)."""
+    make = _constant if data is None else data
+    J, q = cs.Zte0.shape
+    P = cs.theta0.shape[0]
+    # every per-group number in one (J, .) input: n, the nonzero entries of Z'Z (zero
+    # entries are left out of the graph), Z'e0 per effect, then Z'D per effect
+    nonzero = [(i, k) for i in range(q) for k in range(q) if cs.ZtZ[:, i, k].any()]
+    table = np.column_stack(
+        [cs.n, *(cs.ZtZ[:, i, k] for i, k in nonzero), cs.Zte0, cs.K.reshape(J, q * P)]  # fmt: skip
+    )
+    T = pt.as_tensor(make("groups", table))
+    at = {"n": 0, **{f"G{i}{k}": 1 + m for m, (i, k) in enumerate(nonzero)}}
+    first = 1 + len(nonzero)
+    theta = pt.concatenate([pt.as_tensor(beta), *(pt.as_tensor(b).flatten() for b in b_others)])
+    delta = theta - make("theta0", cs.theta0)
+    rr = (
+        make("e0e0", np.asarray(cs.e0e0))
+        - 2.0 * pt.dot(delta, make("Dte0", cs.Dte0))
+        + pt.dot(delta, pt.dot(make("DtD", cs.DtD), delta))
+    )
+    K0 = first + q
+    Zr = [T[:, first + k] - pt.dot(T[:, K0 + k * P : K0 + (k + 1) * P], delta) for k in range(q)]
+    G = [[T[:, at[f"G{i}{k}"]] if (i, k) in nonzero else 0.0 for k in range(q)]
+         for i in range(q)]  # fmt: skip
+    L = pt.as_tensor(chol)
+    Lm = [[L[i, k] if k <= i else 0.0 for k in range(q)] for i in range(q)]
+    s2 = pt.sqr(sigma)
+    n_col = T[:, 0]
+    # r'r enters once in total: the per-group Woodbury terms without it
+    logdet_V, quad = _woodbury(n_col, 0.0, Zr, G, Lm, s2)
+    n_rows = pt.sum(n_col)
+    return -0.5 * (n_rows * np.log(2.0 * np.pi) + pt.sum(logdet_V) + pt.sum(quad) + rr / s2)
 
 
 def marginal_loglik_numpy(
@@ -306,6 +530,7 @@ def random_effects_draws(
     *,
     seed: int | np.random.Generator | None,
     chunk_elements: int = 500_000,
+    design: Design | None = None,
 ) -> xr.DataArray:
     """Exact draws of the integrated factor's random effects, one per posterior draw.
 
@@ -316,13 +541,18 @@ def random_effects_draws(
     ----------
     posterior : xarray.Dataset
         Needs ``beta``, ``sigma`` and ``chol_cov_<key>`` (or ``sigs_<key>``), with dims
-        ``(chain, draw, ...)``.
+        ``(chain, draw, ...)``; with ``design``, also every other factor's ``b_<key>``.
     grouped : GroupedStatistics
-        The statistics and names the model was fitted to.
+        The integrated factor's statistics and names (with ``design``: its ``n`` and
+        ``Z'Z`` are used; its ``Z'r`` comes from the rows).
     seed : int, numpy Generator or None
         Source of the normal draws; the same seed gives the same random effects.
     chunk_elements : int
-        Draws x groups processed at once (bounds the temporary memory).
+        Draws x groups (with ``design``: draws x rows) processed at once (bounds the
+        temporary memory).
+    design : Design, optional
+        For crossed factors (:func:`residual_marginal_loglik`): the rows, whose residual
+        ``y - X beta - sum_f Z_f b_f`` over the other factors gives each draw's ``Z'r``.
 
     Returns
     -------
@@ -345,21 +575,46 @@ def random_effects_draws(
     L_all = _cholesky_draws(posterior, f.key, q)  # (S, q, q)
     S = beta_all.shape[0]
     out = np.empty((S, J, q))
-    step = max(1, chunk_elements // J)
-    eye = np.eye(q)
+    if design is None:
+        step = max(1, chunk_elements // J)
+
+        def z_r(sl: slice) -> np.ndarray:  # (s, J, q) = Z'y - (X'Z)' beta, one BLAS product each
+            return np.stack(
+                [stats.Zty[None, :, a] - beta_all[sl] @ stats.XtZ[:, :, a].T for a in range(q)],
+                axis=-1,
+            )
+    else:
+        step = max(1, chunk_elements // max(design.n_obs, 1))
+        z_r = _crossed_z_r(posterior, design, f, beta_all)
+    ZtZ = [[stats.ZtZ[None, :, k, m] for m in range(q)] for k in range(q)]  # (1, J) each
     for start in range(0, S, step):
         sl = slice(start, min(S, start + step))
-        beta, s2, L = beta_all[sl], s2_all[sl], L_all[sl]
-        Zr = stats.Zty[None] - np.einsum("jpq,sp->sjq", stats.XtZ, beta)  # (s, J, q)
-        u = np.einsum("ska,sjk->sja", L, Zr)  # (s, J, q): u = L' Z'r
-        B = np.einsum("ska,jkl,slc->sjac", L, stats.ZtZ, L)  # (s, J, q, q): L' Z'Z L
-        A = eye + B / s2[:, None, None, None]
-        C = np.linalg.cholesky(A)  # A = C C'
-        mean_c = np.linalg.solve(A, u[..., None])[..., 0] / s2[:, None, None]
-        eps = rng.standard_normal(mean_c.shape)
-        # c - mean ~ N(0, A^-1) = C^-T eps
-        c = mean_c + np.linalg.solve(np.swapaxes(C, -1, -2), eps[..., None])[..., 0]
-        out[sl] = np.einsum("sak,sjk->sja", L, c)  # b = L c
+        inv_s2 = 1.0 / s2_all[sl, None]  # (s, 1)
+        Zr = z_r(sl)  # (s, J, q)
+        # the q x q algebra entry by entry on (s, J) arrays: for 1e4 groups x 4000 draws
+        # ~15x faster than batched np.linalg on 4e7 tiny matrices
+        Lc = [[L_all[sl, k, a][:, None] for a in range(q)] for k in range(q)]  # (s, 1)
+        u = [sum(Lc[k][a] * Zr[..., k] for k in range(a, q)) for a in range(q)]  # L'Z'r
+        T = [[sum(ZtZ[k][m] * Lc[m][c] for m in range(c, q)) for c in range(q)]
+             for k in range(q)]  # fmt: skip  # Z'Z L
+        # A = I + L'Z'Z L / s2 and its Cholesky factor A = C C' (lower)
+        C: list[list[np.ndarray]] = [[None] * q for _ in range(q)]
+        for i in range(q):
+            for c in range(i + 1):
+                a_ic = sum(Lc[k][i] * T[k][c] for k in range(i, q)) * inv_s2 + (i == c)
+                a_ic = a_ic - sum(C[i][m] * C[c][m] for m in range(c))
+                C[i][c] = np.sqrt(a_ic) if i == c else a_ic / C[c][c]
+        # c = C^-T (C^-1 u / s2 + eps): mean A^-1 u / s2 plus N(0, A^-1) noise
+        eps = rng.standard_normal(Zr.shape)
+        w: list[np.ndarray] = [None] * q
+        for i in range(q):
+            w[i] = (u[i] * inv_s2 - sum(C[i][m] * w[m] for m in range(i))) / C[i][i]
+        c_: list[np.ndarray] = [None] * q
+        for i in reversed(range(q)):
+            z_i = w[i] + eps[..., i]
+            c_[i] = (z_i - sum(C[m][i] * c_[m] for m in range(i + 1, q))) / C[i][i]
+        for a in range(q):
+            out[sl, :, a] = sum(Lc[a][k] * c_[k] for k in range(a + 1))  # b = L c
     return xr.DataArray(
         out.reshape(n_chain, n_draw, J, q),
         dims=("chain", "draw", f.level_dim, f.effect_dim),
@@ -373,18 +628,53 @@ def random_effects_draws(
     )
 
 
+def _crossed_z_r(posterior: xr.Dataset, design: Design, f, beta_all: np.ndarray):
+    """``z_r(draws)`` -> (s, J, q): the integrated factor ``f``'s per-group ``Z'r`` of each
+    draw's residual ``y - X beta - sum_other Z_o b_o[g_o]``."""
+    from scipy import sparse
+
+    others = [o for o in design.factors if o.name != f.name]
+    missing = [f"b_{o.key}" for o in others if f"b_{o.key}" not in posterior]
+    if missing:
+        raise ValueError(
+            f"posterior must contain {missing} to draw b_{f.key} given the other factors, "
+            f"found variables {sorted(posterior.data_vars)}"
+        )
+    b_others = [posterior[f"b_{o.key}"].values.reshape(-1, o.n_levels, o.q) for o in others]
+    cs = crossed_statistics(design, f)
+    if cs is not None:  # Z'r = Z'e0 - K (theta - theta0), no pass over the rows
+
+        def z_r_products(sl: slice) -> np.ndarray:
+            delta = cs.theta(beta_all[sl], [b[sl] for b in b_others]) - cs.theta0
+            return cs.Zte0[None] - (delta @ cs.K.T).reshape(-1, f.n_levels, f.q)
+
+        return z_r_products
+    N = design.n_obs
+    # (J, N): sums the rows of each level of f
+    member = sparse.csr_matrix((np.ones(N), (f.index, np.arange(N))), shape=(f.n_levels, N))
+
+    def z_r(sl: slice) -> np.ndarray:
+        r = design.y[None] - beta_all[sl] @ design.X.T  # (s, N)
+        for o, b in zip(others, b_others, strict=True):
+            r = r - np.einsum("nk,snk->sn", o.Z, b[sl][:, o.index, :])
+        return np.stack([(member @ (r * f.Z[:, k][None]).T).T for k in range(f.q)], axis=-1)
+
+    return z_r
+
+
 def add_random_effects(
     idata: az.InferenceData,
     grouped: GroupedStatistics,
     *,
     seed: int | np.random.Generator | None,
+    design: Design | None = None,
 ) -> az.InferenceData:
-    """Add ``b_<key>`` to ``idata.posterior`` (see :func:`random_effects_draws`); returns
-    the same (modified) ``idata``."""
+    """Add ``b_<key>`` to ``idata.posterior`` (see :func:`random_effects_draws`; ``design``
+    for crossed factors); returns the same (modified) ``idata``."""
     if not isinstance(idata, az.InferenceData) or "posterior" not in idata.groups():
         raise ValueError(
             f"idata must be an arviz InferenceData with a posterior, found {type(idata).__name__}"
         )
-    draws = random_effects_draws(idata.posterior, grouped, seed=seed)
+    draws = random_effects_draws(idata.posterior, grouped, seed=seed, design=design)
     idata.posterior[draws.name] = draws
     return idata

@@ -43,11 +43,23 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from .checks import choice
-from .design import Design, GroupedStatistics, GroupingFactor
-from .marginal import marginal_loglik
-from .priors import Priors, ResolvedPriors, default_priors, scalar_rv, vector_dist, vector_rv
+from .design import Design, GroupedStatistics, GroupingFactor, GroupStatistics
+from .marginal import (
+    crossed_marginal_loglik,
+    crossed_statistics,
+    marginal_loglik,
+    residual_marginal_loglik,
+)
+from .priors import (
+    Priors,
+    ResolvedPriors,
+    default_priors,
+    scalar_rv,
+    vector_dist,
+    vector_rv,
+)
 
-__all__ = ["PARAMETRIZATIONS", "build_model", "resolve_parametrization"]
+__all__ = ["PARAMETRIZATIONS", "build_model", "integrated_factor", "resolve_parametrization"]
 
 #: Names of the parametrizations :func:`build_model` accepts.
 PARAMETRIZATIONS: tuple[str, ...] = ("marginal", "cholesky", "lkj_corr")
@@ -57,20 +69,15 @@ def resolve_parametrization(
     data: Design | GroupedStatistics, parametrization: str | None = None
 ) -> str:
     """The parametrization to use for ``data``: ``parametrization`` after checking that it
-    applies, or the default (``marginal`` for one grouping factor, else ``cholesky``)."""
+    applies, or the default (``marginal``: one factor's random effects integrated out)."""
     factors = (data.factor,) if isinstance(data, GroupedStatistics) else data.factors
     if parametrization is None:
-        return "marginal" if len(factors) == 1 else "cholesky"
+        return "marginal"
     choice("parametrization", parametrization, PARAMETRIZATIONS)
     if isinstance(data, GroupedStatistics) and parametrization != "marginal":
         raise ValueError(
             "data given as per-group statistics can only be fitted with parametrization="
             f"'marginal', found parametrization={parametrization!r}"
-        )
-    if parametrization == "marginal" and len(factors) != 1:
-        raise ValueError(
-            "parametrization 'marginal' needs exactly one grouping factor, found "
-            f"{[f.name for f in factors]}; use 'cholesky' for crossed factors"
         )
     if parametrization == "lkj_corr":
         big = [f"{f.name} (q = {f.q})" for f in factors if f.correlated and f.q > 2]
@@ -82,15 +89,34 @@ def resolve_parametrization(
     return parametrization
 
 
+def integrated_factor(
+    data: Design | GroupedStatistics, integrate: str | None = None
+) -> GroupingFactor:
+    """The grouping factor whose random effects ``marginal`` integrates out: ``integrate``
+    (a factor's name, as in the formula) or the one with the most levels (the first of
+    equals)."""
+    factors = (data.factor,) if isinstance(data, GroupedStatistics) else data.factors
+    if integrate is None:
+        return max(factors, key=lambda f: f.n_levels)
+    names = [f.name for f in factors]
+    if integrate not in names:
+        raise ValueError(
+            f"integrate must name a grouping factor among {names}, found {integrate!r}"
+        )
+    return factors[names.index(integrate)]
+
+
 def _covariance(
     f: GroupingFactor, parametrization: str, priors: ResolvedPriors
 ) -> tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable | None]:
     """``(sigs (q,), R (q, q), L)`` of one factor; ``L`` is the Cholesky factor of Sigma
     (``None`` for the centred ``lkj_corr`` parametrization, which needs Sigma itself)."""
-    k, sd_priors, eta = f.key, priors.sds[f.name], priors.etas[f.name]
+    k, sd_priors = f.key, priors.sds[f.name]
     if not f.has_correlation:
         sigs = vector_rv(f"sigs_{k}", sd_priors, dims=f.effect_dim)
         return sigs, pt.eye(f.q), pt.diag(sigs)
+    # a constant, part of the model's structure: PyMC's LKJ log densities need a constant eta
+    eta = priors.etas[f.name]
     if parametrization == "lkj_corr":
         sigs = vector_rv(f"sigs_{k}", sd_priors, dims=f.effect_dim)
         # free variable: the upper triangle of R, interval transform
@@ -100,20 +126,30 @@ def _covariance(
         f"chol_cov_{k}",
         n=f.q,
         eta=eta,
-        sd_dist=vector_dist(sd_priors, f"factor {f.name!r}"),
+        sd_dist=vector_dist(f"sigs_{k}", sd_priors, f"factor {f.name!r}"),
         compute_corr=True,
         store_in_trace=False,
     )
     return stds, corr, chol
 
 
+#: marginal with crossed factors: a sampled factor whose every level has at least this many
+#: rows is centred (``b ~ N(0, L L')``), else non-centred (``b = z L'``). With many rows per
+#: level the data pin each ``b_j`` and a non-centred ``z_j = L^-1 b_j`` bends with the sds
+#: (a funnel turned inside out); with few rows the centred form has the funnel.
+CENTRED_MIN_ROWS = 50
+
+
 def _random_effects(f: GroupingFactor, parametrization: str, sigs, R, L) -> pt.TensorVariable:
-    """``b_k`` (J, q) of one factor, non-centred (``cholesky``) or centred (``lkj_corr``)."""
+    """``b_k`` (J, q) of one factor: non-centred (``cholesky``), centred on the Cholesky
+    factor (``centred``) or centred on ``diag(sigs) R diag(sigs)`` (``lkj_corr``)."""
     k, dims = f.key, (f.level_dim, f.effect_dim)
     if parametrization == "cholesky":
         z = pm.Normal(f"z_{k}", 0.0, 1.0, dims=dims)
         # (J, q): row j is L z_j, so b_j ~ N(0, L L')
         return pm.Deterministic(f"b_{k}", z @ L.T, dims=dims)
+    if parametrization == "centred" and f.has_correlation:
+        return pm.MvNormal(f"b_{k}", mu=np.zeros(f.q), chol=L, dims=dims)
     if not f.has_correlation:
         return pm.Normal(f"b_{k}", 0.0, sigs[None, :], dims=dims)
     # (q, q) = diag(sigs) R diag(sigs)
@@ -126,6 +162,7 @@ def build_model(
     parametrization: str | None = None,
     *,
     priors: Priors | None = None,
+    integrate: str | None = None,
 ) -> pm.Model:
     """Build the PyMC model of a design (module docstring).
 
@@ -140,6 +177,9 @@ def build_model(
         Priors per term (:class:`~lmm_pymc.priors.Priors`); default: weakly informative on
         the data's scale (:func:`~lmm_pymc.priors.default_priors`); ``Priors.tutorial()``
         for the tutorial's.
+    integrate : str, optional
+        With ``marginal`` and crossed factors: the factor whose random effects are
+        integrated out (default the one with the most levels); the others' are sampled.
 
     Returns
     -------
@@ -165,32 +205,46 @@ def build_model(
     priors = default_priors(data) if priors is None else priors
     if not isinstance(priors, Priors):
         raise ValueError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
+    marginal = parametrization == "marginal"
     grouped = data if isinstance(data, GroupedStatistics) else None
-    if grouped is None and parametrization == "marginal":
+    if grouped is None and marginal and len(data.factors) == 1:
         grouped = data.grouped_statistics()
     factors = (grouped.factor,) if grouped is not None else data.factors
     resolved = priors.resolve(data.fixed_names, factors)
     keys = [f.key for f in factors]
     if len(set(keys)) != len(keys):
         raise ValueError(f"grouping factor names must stay distinct as {keys}, found duplicates")
-    coords = grouped.coords() if parametrization == "marginal" else data.coords()
+    if integrate is not None and not marginal:
+        raise ValueError(
+            f"integrate applies to parametrization 'marginal' only, found "
+            f"parametrization={parametrization!r} with integrate={integrate!r}"
+        )
+    integrated = integrated_factor(data, integrate) if marginal else None
+    coords = grouped.coords() if grouped is not None else data.coords()
+    # the per-group numbers are model inputs (pm.Data "stat_<entry>"), so that one compiled
+    # model serves every data set of this structure (lmm_pymc.sampling.compile_model)
+    as_data = lambda name, values: pm.Data(f"stat_{name}", values)  # noqa: E731
 
     with pm.Model(coords=coords) as model:
         beta = vector_rv("beta", resolved.fixed, dims="fixed_effect")
         sigma = scalar_rv("sigma", resolved.sigma)
-        all_sigs, blocks, mu = [], [], None
-        if parametrization != "marginal":
+        all_sigs, blocks, mu, sampled = [], [], None, {}
+        if grouped is None:
             X = pm.Data("X", data.X, dims=("obs", "fixed_effect"))
             mu = X @ beta
         for f in factors:
-            sigs, R, L = _covariance(f, parametrization, resolved)
+            # marginal: the integrated factor's covariance on the packed Cholesky factor, the
+            # other factors' effects sampled as in cholesky (centred with many rows per level)
+            kind = "cholesky" if marginal else parametrization
+            sigs, R, L = _covariance(f, kind, resolved)
             all_sigs.append(sigs)
             blocks.append(R)
-            if parametrization == "marginal":
-                loglik = marginal_loglik(grouped.statistics, beta, sigma, L)
-                pm.Potential("y_marginal", loglik.sum())
+            if f is integrated:
+                L_int = L
                 continue
-            b = _random_effects(f, parametrization, sigs, R, L)
+            if marginal and np.bincount(f.index, minlength=f.n_levels).min() >= CENTRED_MIN_ROWS:
+                kind = "centred"
+            b = sampled[f.name] = _random_effects(f, kind, sigs, R, L)
             Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))
             index = pm.Data(f"index_{f.key}", f.index, dims="obs")
             # (N,) += (Z_f * b_f[g_f]).sum(1)
@@ -199,6 +253,26 @@ def build_model(
         pm.Deterministic(
             "R", pt.linalg.block_diag(*blocks), dims=("random_effect", "random_effect_")
         )
-        if parametrization != "marginal":
-            pm.Normal("y", mu=mu, sigma=sigma, observed=data.y, dims="obs")
+        if grouped is not None:  # one factor: everything from the per-group sums
+            loglik = marginal_loglik(grouped.statistics, beta, sigma, L_int, data=as_data)
+            pm.Potential("y_marginal", loglik.sum())
+        elif marginal:  # crossed: one factor integrated out given the others' effects
+            f = integrated
+            cs = crossed_statistics(data, f)
+            if cs is not None:  # from cross-products: no array with the number of rows
+                others = [sampled[o.name] for o in cs.others]
+                loglik = crossed_marginal_loglik(cs, beta, others, sigma, L_int, data=as_data)
+            else:  # one pass over the rows per gradient
+                y = pm.Data("y_obs", data.y, dims="obs")
+                Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))
+                index = pm.Data(f"index_{f.key}", f.index, dims="obs")
+                n = np.bincount(f.index, minlength=f.n_levels).astype(float)
+                ZtZ = GroupStatistics.from_rows(data.X, f.Z, data.y, f.index, f.n_levels).ZtZ
+                loglik = residual_marginal_loglik(
+                    y - mu, Z, index, n, ZtZ, sigma, L_int, data=as_data
+                ).sum()
+            pm.Potential("y_marginal", loglik)
+        else:
+            y = pm.Data("y_obs", data.y, dims="obs")
+            pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="obs")
     return model

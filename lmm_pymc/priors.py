@@ -415,6 +415,22 @@ class ResolvedPriors:
 
 
 # ------------------------------------------------------------------ PyMC variables
+# Every hyperparameter enters the model as ``pm.Data`` named ``prior_<variable>_<param>``:
+# the data-scale defaults differ from one data set to the next, and a compiled model takes
+# them as inputs (lmm_pymc.sampling.compile_model), as it takes the data.
+def hyperparameter(name: str, value) -> object:
+    """``pm.Data`` holding one prior hyperparameter (a number or a vector) of the model
+    being built."""
+    import pymc as pm
+
+    return pm.Data(f"prior_{name}", np.asarray(value, dtype=float))
+
+
+def _params(name: str, family: str, priors: Sequence[Prior]) -> dict[str, object]:
+    return {k: hyperparameter(f"{name}_{k}", [p.kwargs[k] for p in priors])
+            for k in FAMILIES[family]}  # fmt: skip
+
+
 def vector_rv(name: str, priors: Sequence[Prior], dims: str | None = None):
     """One PyMC variable with an element per prior (one family: vector parameters); mixed
     families become one variable per element, stacked into the Deterministic ``name``."""
@@ -424,22 +440,25 @@ def vector_rv(name: str, priors: Sequence[Prior], dims: str | None = None):
     families = {p.family for p in priors}
     if len(families) == 1:
         family = families.pop()
-        params = {k: np.array([p.kwargs[k] for p in priors]) for k in FAMILIES[family]}
-        return getattr(pm, _PYMC[family])(name, **params, dims=dims, shape=len(priors))
-    parts = [getattr(pm, _PYMC[p.family])(f"{name}_{i}", **p.kwargs)
-             for i, p in enumerate(priors)]  # fmt: skip
+        dist = getattr(pm, _PYMC[family])
+        return dist(name, **_params(name, family, priors), dims=dims, shape=len(priors))
+    parts = []
+    for i, p in enumerate(priors):
+        params = {k: hyperparameter(f"{name}_{i}_{k}", v) for k, v in p.kwargs.items()}
+        parts.append(getattr(pm, _PYMC[p.family])(f"{name}_{i}", **params))
     return pm.Deterministic(name, pt.stack(parts), dims=dims)
 
 
 def scalar_rv(name: str, prior: Prior):
     import pymc as pm
 
-    return getattr(pm, _PYMC[prior.family])(name, **prior.kwargs)
+    params = {k: hyperparameter(f"{name}_{k}", v) for k, v in prior.kwargs.items()}
+    return getattr(pm, _PYMC[prior.family])(name, **params)
 
 
-def vector_dist(priors: Sequence[Prior], what: str):
-    """An unnamed PyMC distribution of shape ``len(priors)`` (LKJCholeskyCov's sd_dist);
-    one family is required."""
+def vector_dist(name: str, priors: Sequence[Prior], what: str):
+    """An unnamed PyMC distribution of shape ``len(priors)`` (LKJCholeskyCov's sd_dist),
+    its hyperparameters ``prior_<name>_<param>``; one family is required."""
     import pymc as pm
 
     families = sorted({p.family for p in priors})
@@ -449,7 +468,7 @@ def vector_dist(priors: Sequence[Prior], what: str):
             f"LKJCholeskyCov), found {families}; give them the same family with per-term "
             "parameters"
         )
-    params = {k: np.array([p.kwargs[k] for p in priors]) for k in FAMILIES[families[0]]}
+    params = _params(name, families[0], priors)
     return getattr(pm, _PYMC[families[0]]).dist(**params, shape=len(priors))
 
 

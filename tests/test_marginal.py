@@ -454,3 +454,157 @@ def test_general_formulas_fit_marginal_by_default(case, q3_sim, two_sim):
     assert marginal.posterior["b_g"].shape[2:] == (sim.design.factors[0].n_levels,
                                                    sim.design.factors[0].q)  # fmt: skip
     _assert_agree(marginal, cholesky, ["beta", "sigma", "sigs", "R", "b_g"], sd_tol=0.3)
+
+
+# ------------------------------------------------------------ crossed factors, fast path
+CROSSED = "y ~ 1 + x + (1 + x | subject) + (1 | item)"
+
+
+@pytest.fixture(scope="module")
+def crossed_sim():
+    """9 subjects x 6 items, a fifth of the cells missing (unbalanced), residual sd 2."""
+    rng = np.random.default_rng(11)
+    s, i = np.meshgrid(np.arange(9), np.arange(6), indexing="ij")
+    frame = pd.DataFrame(
+        {"subject": s.ravel(), "item": i.ravel(), "x": rng.normal(0.0, 1.0, s.size)}
+    )
+    frame = frame[rng.random(len(frame)) > 0.2].reset_index(drop=True)
+    groups = {"subject": {"sigmas": [3.0, 1.0], "rho": 0.4}, "item": {"sigmas": [2.0]}}
+    return simulate(CROSSED, frame, beta=[10.0, 2.0], groups=groups, sigma=2.0, seed=4)
+
+
+def _crossed_dense(design, beta, sigma, Sigma, b_item) -> float:
+    """log N(r | 0, s2 I + Z_s (I_J kron Sigma) Z_s') with r = y - X beta - z_item b_item,
+    from the dense N x N covariance (subject integrated out, item given)."""
+    subject, item = design.factors
+    r = design.y - design.X @ beta - (item.Z * b_item[item.index]).sum(1)
+    N = design.n_obs
+    Zfull = np.zeros((N, subject.n_levels * subject.q))  # block design of the subjects
+    for k in range(subject.q):
+        Zfull[np.arange(N), subject.index * subject.q + k] = subject.Z[:, k]
+    V = sigma**2 * np.eye(N) + Zfull @ np.kron(np.eye(subject.n_levels), Sigma) @ Zfull.T
+    return float(st.multivariate_normal(np.zeros(N), V).logpdf(r))
+
+
+def _crossed_model_values(sim, seed: int):
+    """The crossed marginal model's likelihood term and its parameters at a random point."""
+    model = build_model(sim.design)  # marginal by default; subject (9 levels) integrated
+    names = ["beta", "sigma", "chol_cov_subject", "b_item"]
+    outputs = model.replace_rvs_by_values([model[n] for n in names] + [model["y_marginal"]])
+    fn = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")
+    rng = np.random.default_rng(seed)
+    point = {k: v + rng.normal(0.0, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
+    beta, sigma, packed, b_item, loglik = fn(point)
+    L = np.zeros((2, 2))
+    L[np.tril_indices(2)] = packed
+    return beta, float(sigma), L @ L.T, b_item, float(loglik)
+
+
+@pytest.mark.parametrize("limit", [None, 0], ids=["cross-products", "rows"])
+def test_crossed_loglik_equals_dense_evaluation(crossed_sim, limit, monkeypatch):
+    """The model's partly integrated likelihood equals the dense N x N Gaussian of the same
+    model at random points, from the cross-products and (CROSS_PRODUCT_LIMIT = 0) from one
+    pass over the rows. Tolerance 1e-9 relative: both are float64 sums of ~50 terms of
+    size ~100, with a Cholesky factorisation of at most a 2 x 2 (fast) or 43 x 43 (dense)
+    matrix; their rounding differs by ~1e-13."""
+    if limit is not None:
+        monkeypatch.setattr(lmm_pymc.marginal, "CROSS_PRODUCT_LIMIT", limit)
+    design = crossed_sim.design
+    assert [f.name for f in design.factors] == ["subject", "item"]
+    for seed in range(4):
+        beta, sigma, Sigma, b_item, loglik = _crossed_model_values(crossed_sim, seed)
+        dense = _crossed_dense(design, beta, sigma, Sigma, b_item)
+        assert abs(loglik - dense) <= 1e-9 * abs(dense), (seed, loglik, dense)
+        # the check can fail: a likelihood that forgot the sampled item effects, or the
+        # integrated subjects' covariance, is off by far more than the tolerance
+        no_items = _crossed_dense(design, beta, sigma, Sigma, np.zeros_like(b_item))
+        no_subjects = _crossed_dense(design, beta, sigma, 1e-12 * np.eye(2), b_item)
+        for wrong in (no_items, no_subjects):
+            assert abs(loglik - wrong) > 1e-6 * abs(dense)
+
+
+def test_crossed_model_samples_all_but_the_integrated_factor(crossed_sim):
+    model = build_model(crossed_sim.design)
+    free = sorted(v.name for v in model.free_RVs)
+    assert free == ["beta", "chol_cov_subject", "sigma", "sigs_item", "z_item"]
+    # the user's choice of the factor to integrate out
+    other = build_model(crossed_sim.design, integrate="item")
+    assert "z_subject" in {v.name for v in other.free_RVs}
+    with pytest.raises(ValueError, match="integrate must name a grouping factor among"):
+        build_model(crossed_sim.design, integrate="session")
+    with pytest.raises(ValueError, match="integrate applies to parametrization 'marginal'"):
+        build_model(crossed_sim.design, "cholesky", integrate="item")
+
+
+def test_crossed_random_effects_are_the_exact_conditional(crossed_sim):
+    """b_subject | y, b_item is drawn from the dense conditional of each subject."""
+    design = crossed_sim.design
+    subject, item = design.factors
+    beta, sigma, Sigma = np.array([10.0, 2.0]), 2.0, np.array([[9.0, 1.2], [1.2, 1.0]])
+    b_item = np.random.default_rng(1).normal(0, 2, (item.n_levels, 1))
+    post = _fake_posterior(beta, sigma, Sigma, 2, 10_000)
+    post = post.rename({"chol_cov_group_id": "chol_cov_subject"})
+    post["b_item"] = (("chain", "draw", "item", "item_effect"),
+                      np.broadcast_to(b_item, (2, 10_000) + b_item.shape))  # fmt: skip
+    stats = lmm_pymc.design.GroupStatistics.from_rows(
+        design.X, subject.Z, design.y, subject.index, subject.n_levels
+    )
+    grouped = lmm_pymc.design.GroupedStatistics(stats, design.fixed_names, subject)
+    draws = random_effects_draws(post, grouped, seed=3, design=design)
+    assert draws.name == "b_subject"
+    r = design.y - design.X @ beta - (item.Z * b_item[item.index]).sum(1)
+    means, covs = [], []
+    for j in range(subject.n_levels):
+        Z = subject.Z[subject.index == j]
+        M = np.linalg.inv(Sigma) + Z.T @ Z / sigma**2
+        covs.append(np.linalg.inv(M))
+        means.append(covs[-1] @ Z.T @ r[subject.index == j] / sigma**2)
+    mean, cov = np.array(means), np.array(covs)
+    # tolerance: 5 Monte Carlo SEs of 20000 independent draws per entry (_moments_agree)
+    assert _moments_agree(draws.values.reshape(-1, subject.n_levels, 2), mean, cov)
+    # the check can fail: the same draws computed without the item effects
+    no_items = post.assign(b_item=post["b_item"] * 0.0)
+    wrong = random_effects_draws(no_items, grouped, seed=3, design=design)
+    assert not _moments_agree(wrong.values.reshape(-1, subject.n_levels, 2), mean, cov)
+
+
+@pytest.mark.slow
+def test_crossed_marginal_and_cholesky_posteriors_agree(crossed_sim):
+    """The partly integrated fit and the fully sampled one agree within Monte Carlo error
+    (tolerances of _assert_agree); a deliberately wrong variant (the integrated factor's
+    likelihood with a residual sd 1.3 times too large) is caught by the same check."""
+    kw = dict(draws=1000, tune=1000, chains=2, random_seed=5, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lmm_pymc.SamplingWarning)
+        marginal = fit(crossed_sim, **kw)
+        cholesky = fit(crossed_sim, parametrization="cholesky", target_accept=0.99, **kw)
+    assert marginal.attrs["parametrization"] == "marginal"
+    assert marginal.posterior["b_subject"].sizes["subject"] == 9
+    _assert_agree(marginal, cholesky, ["beta", "sigma", "sigs", "b_subject", "b_item"])
+
+    import lmm_pymc.models as models
+
+    right = models.crossed_marginal_loglik
+
+    def wrong_sigma(cs, beta, b_others, sigma, chol, **kw):
+        return right(cs, beta, b_others, 1.3 * sigma, chol, **kw)
+
+    models.crossed_marginal_loglik = wrong_sigma
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", lmm_pymc.SamplingWarning)
+            wrong = fit(crossed_sim, **kw)
+    finally:
+        models.crossed_marginal_loglik = right
+    with pytest.raises(AssertionError):
+        _assert_agree(wrong, cholesky, ["beta", "sigma", "sigs", "b_subject", "b_item"])
+
+
+def test_many_groups_lower_the_default_target_accept():
+    from lmm_pymc.sampling import MANY_GROUPS
+
+    config = SamplerConfig()
+    assert config.target_accept_for("marginal", MANY_GROUPS - 1) == 0.99
+    assert config.target_accept_for("marginal", MANY_GROUPS) == 0.9
+    assert config.target_accept_for("cholesky", 1000) == 0.95
+    assert SamplerConfig(target_accept=0.97).target_accept_for("marginal", 1000) == 0.97

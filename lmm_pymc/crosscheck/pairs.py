@@ -222,8 +222,8 @@ class Pair:
     def applies(self, design: Design) -> bool:
         if self.tutorial_only and not is_tutorial_design(design):
             return False
-        try:  # e.g. marginal needs one grouping factor
-            resolve_parametrization(design, self.parametrization)
+        try:  # e.g. the marginal programs need one grouping factor
+            self.check(design)
         except ValueError:
             return False
         return True
@@ -233,6 +233,12 @@ class Pair:
         if self.tutorial_only:
             check_tutorial_design(design)
         resolve_parametrization(design, self.parametrization)
+        if self.parametrization == "marginal" and len(design.factors) != 1:
+            raise ValueError(
+                f"program {self.program!r} integrates out the random effects of exactly one "
+                f"grouping factor, found {[f.name for f in design.factors]}; cross-check "
+                "crossed factors with parametrization 'cholesky'"
+            )
 
     def names(self, design: Design) -> NameMap:
         if self.name_map is not None:

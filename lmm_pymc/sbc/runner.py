@@ -15,7 +15,6 @@ import arviz as az
 import numpy as np
 
 from ..checks import positive_int
-from ..sampling import SamplerConfig, sample_compiled
 from ..simulation import Simulation
 from .config import SBCConfig
 from .prior import ranked_targets, simulate_from_prior
@@ -23,13 +22,7 @@ from .ranks import posterior_draws, ranks_from_draws
 from .results import SBCResult, load_sbc
 from .store import SBCStore
 
-__all__ = ["SWAPPABLE", "fit_seed", "fit_simulation", "run_one", "run_sbc"]
-
-#: Parametrizations whose observed ``y`` can be swapped in a compiled nutpie model.
-SWAPPABLE: tuple[str, ...] = ("cholesky", "lkj_corr")
-
-#: nutpie models compiled in this process, by the settings that shape them.
-_COMPILED: dict[str, object] = {}
+__all__ = ["fit_seed", "fit_simulation", "run_one", "run_sbc"]
 
 
 def fit_seed(seed: int, index: int) -> int:
@@ -37,67 +30,26 @@ def fit_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index), 1]).generate_state(1)[0])
 
 
-def _with_shared_outcome(model):
-    """The same model with the observed ``y`` held in a shared variable ``y_obs``, so that
-    one compiled model serves every data set of the same design."""
-    import pytensor
-    from pymc.model.fgraph import fgraph_from_model, model_from_fgraph
-
-    fgraph, _ = fgraph_from_model(model)
-    node = next(n for n in fgraph.toposort() if type(n.op).__name__ == "ModelObservedRV")
-    observed = node.inputs[1]
-    shared = pytensor.shared(np.asarray(observed.data), name="y_obs")
-    fgraph.replace(observed, shared, import_missing=True)
-    return model_from_fgraph(fgraph, mutate_fgraph=True)
-
-
-def _compiled_model(config: SBCConfig, sim: Simulation):
-    """The nutpie-compiled model of ``config``'s design and fit prior, compiled once per
-    process (the outcome is a shared variable, swapped per data set)."""
-    import nutpie
-
-    from ..models import build_model
-
-    settings = config.to_dict()
-    key = json.dumps(
-        {k: settings[k] for k in ("n_groups", "n_per_group", "fit_priors", "parametrization")},
-        sort_keys=True,
-    )
-    if key not in _COMPILED:
-        model = build_model(sim.design, config.parametrization, priors=config.fit_priors)
-        _COMPILED[key] = nutpie.compile_pymc_model(_with_shared_outcome(model))
-    return _COMPILED[key]
-
-
-def _fit_compiled(config: SBCConfig, sim: Simulation, sampling: SamplerConfig) -> az.InferenceData:
-    """nutpie on the compiled model with ``sim``'s outcome swapped in; the posterior holds
-    the package's names (``beta``, ``sigma``, ``sigs``, ``R``, ``b_<factor>``)."""
-    parametrization = config.parametrization
-    compiled = _compiled_model(config, sim).with_data(y_obs=sim.design.y)
-    idata = sample_compiled(compiled, sampling, parametrization)
-    idata.attrs["parametrization"] = parametrization
-    idata.attrs["sampler"] = "nutpie"
-    return idata
-
-
 def fit_simulation(config: SBCConfig, sim: Simulation, seed: int) -> az.InferenceData:
     """Fit one simulated data set as ``config`` says, the sampler seeded by ``seed``.
 
-    nutpie with ``cholesky`` or ``lkj_corr`` uses the model compiled once per process;
-    everything else goes through :func:`lmm_pymc.fit` (``marginal`` adds exact draws of
-    the random effects, seeded by ``seed`` too). PyMC runs its chains in this process
-    unless ``config.sampling.cores`` says otherwise (Dask workers are daemonic and one CPU
-    each).
+    Through :func:`lmm_pymc.fit`, whose compiled model is reused by every later simulation
+    of the same design in the process (:func:`lmm_pymc.sampling.compile_model`); no
+    pointwise groups (SBC needs the posterior only). ``marginal`` adds exact draws of the
+    random effects, seeded by ``seed`` too. PyMC runs its chains in this process unless
+    ``config.sampling.cores`` says otherwise (Dask workers are daemonic and one CPU each).
     """
     from ..fitting import fit
 
     sampling = replace(config.sampling, random_seed=int(seed))
     if sampling.sampler == "pymc" and sampling.cores is None:
         sampling = replace(sampling, cores=1)
-    if sampling.sampler == "nutpie" and config.parametrization in SWAPPABLE:
-        return _fit_compiled(config, sim, sampling)
     return fit(
-        sim, parametrization=config.parametrization, priors=config.fit_priors, sampling=sampling
+        sim,
+        parametrization=config.parametrization,
+        priors=config.fit_priors,
+        sampling=sampling,
+        pointwise=False,
     )
 
 

@@ -1,0 +1,108 @@
+"""Compile once per model structure: :func:`lmm_pymc.sampling.compile_model`."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from lmm_pymc import Priors, build_model, fit, simulate
+from lmm_pymc.design import GroupedStatistics, GroupStatistics
+from lmm_pymc.sampling import _COMPILED, compile_model, model_structure
+from lmm_pymc.tutorial import design_frame
+
+
+def _shifted(sim, by: float):
+    """The simulation's data with y moved by ``by`` (same structure, other values)."""
+    frame = sim.data.copy()
+    frame["y"] = frame["y"] + by
+    return frame
+
+
+def test_same_structure_same_key_other_values():
+    a = build_model(simulate(seed=1).design)
+    b = build_model(simulate(seed=2).design)  # other y, other data-scale priors
+    assert model_structure(a) == model_structure(b)
+
+
+def test_structure_key_tells_structures_apart():
+    design = simulate(seed=1).design
+    base = model_structure(build_model(design))
+    # another parametrization, other prior families, another LKJ shape, other sizes
+    assert model_structure(build_model(design, "cholesky")) != base
+    assert model_structure(build_model(design, priors=Priors(sd="half_student_t(3, 2)"))) != base
+    assert model_structure(build_model(design, priors=Priors(lkj_eta=3.0))) != base
+    more = simulate(data=design_frame(n_groups=5), seed=1).design
+    cholesky = model_structure(build_model(design, "cholesky"))
+    assert model_structure(build_model(more, "cholesky")) != cholesky  # z has J rows
+
+
+def test_marginal_group_count_is_an_input():
+    """The marginal model's per-group sums are inputs: more groups, same compiled model."""
+    small = build_model(simulate(seed=1).design)
+    large = build_model(simulate(data=design_frame(n_groups=12), seed=1).design)
+    assert model_structure(small) == model_structure(large)
+
+
+def test_zero_pattern_is_structure():
+    """A slope that never varies within groups drops terms from the graph (marginal.py):
+    a different structure, never a cache hit on a model that keeps them."""
+    stats = simulate(seed=1).design.grouped_statistics()
+    s = stats.statistics
+
+    def with_sums(**sums) -> GroupedStatistics:
+        fields = {k: getattr(s, k) for k in ("n", "XtX", "XtZ", "ZtZ", "Xty", "Zty", "yty")}
+        fields.update(sums)
+        return GroupedStatistics(
+            statistics=GroupStatistics(**fields),
+            fixed_names=stats.fixed_names,
+            factor=stats.factor,
+        )
+
+    base = model_structure(build_model(stats, priors=Priors.tutorial()))
+    other_values = with_sums(yty=s.yty * 2.0)
+    assert model_structure(build_model(other_values, priors=Priors.tutorial())) == base
+    # x sums to 0 in every group: the cross terms vanish from the graph
+    centred = {}
+    for name in ("XtX", "XtZ", "ZtZ"):
+        m = getattr(s, name).copy()
+        m[:, 0, 1] = m[:, 1, 0] = 0.0
+        centred[name] = m
+    assert model_structure(build_model(with_sums(**centred), priors=Priors.tutorial())) != base
+
+
+@pytest.mark.slow
+def test_second_fit_reuses_the_compiled_model_with_its_own_data():
+    """A fit of other data of the same structure compiles nothing and samples its own data:
+    y moved by +100 moves the intercept by 100 (a compiled model that kept the first data,
+    the failure this guards against, would leave it where it was). Tolerance 5: the
+    intercept's posterior sd is about 1.5 on the tutorial's 3 groups."""
+    sim = simulate(seed=1)
+    options = dict(draws=300, tune=300, chains=2, random_seed=3, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = fit(sim, priors=Priors.tutorial(), pointwise=False, **options)
+        n_compiled = len(_COMPILED)
+        second = fit(_shifted(sim, 100.0), priors=Priors(fixed="normal(0, 1000)"), **options)
+    # other prior scale, same families: same structure
+    assert len(_COMPILED) == n_compiled
+    shift = float(
+        second.posterior["beta"].sel(fixed_effect="intercept").mean()
+        - first.posterior["beta"].sel(fixed_effect="intercept").mean()
+    )
+    assert abs(shift - 100.0) < 5.0
+    assert second.posterior["beta"].coords["fixed_effect"].values.tolist() == ["intercept", "x"]
+
+
+@pytest.mark.slow
+def test_compiled_model_takes_the_new_values():
+    """The reused compiled model holds the second model's data and hyperparameters."""
+    a = build_model(simulate(seed=1).design)
+    b = build_model(simulate(seed=2).design)
+    compile_model(a)
+    compiled = compile_model(b)
+    for var in b.data_vars:
+        if var.name in compiled.shared_data:
+            np.testing.assert_array_equal(compiled.shared_data[var.name], var.get_value())
+    assert "prior_beta_mu" in compiled.shared_data  # the data-scale prior means are inputs
