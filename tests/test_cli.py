@@ -103,7 +103,7 @@ def test_fit_crossed_formula(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     for word in ("~subject (levels: 12)", "~item (levels: 8)", "cond", "sd(intercept)",
-                 "sigs[intercept|item]", "Parametrization: cholesky"):  # fmt: skip
+                 "sigs[intercept|item]", "Parametrization: marginal"):  # fmt: skip
         assert word in out, word
 
 
