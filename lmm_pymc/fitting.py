@@ -117,11 +117,22 @@ def fit(
     grouped = design if isinstance(design, GroupedStatistics) else None
     if grouped is None and parametrization == "marginal" and len(design.factors) == 1:
         grouped = design.grouped_statistics()
+    crossed = integrated = None
+    if grouped is None and parametrization == "marginal":
+        # crossed: the integrated factor's sums and the cross-products, once for the model
+        # and the exact draws of its effects
+        from .marginal import crossed_statistics
+
+        f = integrated_factor(design, integrate)
+        stats = GroupStatistics.from_rows(design.X, f.Z, design.y, f.index, f.n_levels)
+        integrated = GroupedStatistics(stats, design.fixed_names, f)
+        crossed = crossed_statistics(design, f)
     model = build_model(
         grouped if grouped is not None else design,
         parametrization,
         priors=priors,
         integrate=integrate,
+        crossed=crossed,
     )
     n_groups = grouped.factor.n_levels if grouped is not None else None
     idata = sample_model(model, config, parametrization, n_groups)
@@ -132,10 +143,9 @@ def fit(
         if grouped is not None:
             add_random_effects(idata, grouped, seed=config.random_seed)
         else:
-            f = integrated_factor(design, integrate)
-            stats = GroupStatistics.from_rows(design.X, f.Z, design.y, f.index, f.n_levels)
-            integrated = GroupedStatistics(stats, design.fixed_names, f)
-            add_random_effects(idata, integrated, seed=config.random_seed, design=design)
+            add_random_effects(
+                idata, integrated, seed=config.random_seed, design=design, crossed=crossed
+            )
     idata.attrs["formula"] = getattr(design, "formula", "") or (formula or tutorial.FORMULA)
     idata.attrs["parametrization"] = parametrization
     idata.attrs["sampler"] = config.sampler

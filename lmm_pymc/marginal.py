@@ -461,8 +461,7 @@ def crossed_marginal_loglik(
         [cs.n, *(cs.ZtZ[:, i, k] for i, k in nonzero), cs.Zte0, cs.K.reshape(J, q * P)]  # fmt: skip
     )
     T = pt.as_tensor(make("groups", table))
-    at = {"n": 0, **{f"G{i}{k}": 1 + m for m, (i, k) in enumerate(nonzero)}}
-    first = 1 + len(nonzero)
+    first = 1 + len(nonzero)  # the column of Z'e0 of the first effect
     theta = pt.concatenate([pt.as_tensor(beta), *(pt.as_tensor(b).flatten() for b in b_others)])
     delta = theta - make("theta0", cs.theta0)
     rr = (
@@ -472,7 +471,7 @@ def crossed_marginal_loglik(
     )
     K0 = first + q
     Zr = [T[:, first + k] - pt.dot(T[:, K0 + k * P : K0 + (k + 1) * P], delta) for k in range(q)]
-    G = [[T[:, at[f"G{i}{k}"]] if (i, k) in nonzero else 0.0 for k in range(q)]
+    G = [[T[:, 1 + nonzero.index((i, k))] if (i, k) in nonzero else 0.0 for k in range(q)]
          for i in range(q)]  # fmt: skip
     L = pt.as_tensor(chol)
     Lm = [[L[i, k] if k <= i else 0.0 for k in range(q)] for i in range(q)]
@@ -531,6 +530,7 @@ def random_effects_draws(
     seed: int | np.random.Generator | None,
     chunk_elements: int = 500_000,
     design: Design | None = None,
+    crossed: CrossedStatistics | None = None,
 ) -> xr.DataArray:
     """Exact draws of the integrated factor's random effects, one per posterior draw.
 
@@ -553,6 +553,9 @@ def random_effects_draws(
     design : Design, optional
         For crossed factors (:func:`residual_marginal_loglik`): the rows, whose residual
         ``y - X beta - sum_f Z_f b_f`` over the other factors gives each draw's ``Z'r``.
+    crossed : CrossedStatistics, optional
+        With ``design``: its cross-products, which give each draw's ``Z'r`` without a pass
+        over the rows (:func:`crossed_statistics`).
 
     Returns
     -------
@@ -585,7 +588,7 @@ def random_effects_draws(
             )
     else:
         step = max(1, chunk_elements // max(design.n_obs, 1))
-        z_r = _crossed_z_r(posterior, design, f, beta_all)
+        z_r = _crossed_z_r(posterior, design, f, beta_all, crossed)
     ZtZ = [[stats.ZtZ[None, :, k, m] for m in range(q)] for k in range(q)]  # (1, J) each
     for start in range(0, S, step):
         sl = slice(start, min(S, start + step))
@@ -628,7 +631,13 @@ def random_effects_draws(
     )
 
 
-def _crossed_z_r(posterior: xr.Dataset, design: Design, f, beta_all: np.ndarray):
+def _crossed_z_r(
+    posterior: xr.Dataset,
+    design: Design,
+    f,
+    beta_all: np.ndarray,
+    cs: CrossedStatistics | None,
+):
     """``z_r(draws)`` -> (s, J, q): the integrated factor ``f``'s per-group ``Z'r`` of each
     draw's residual ``y - X beta - sum_other Z_o b_o[g_o]``."""
     from scipy import sparse
@@ -641,7 +650,6 @@ def _crossed_z_r(posterior: xr.Dataset, design: Design, f, beta_all: np.ndarray)
             f"found variables {sorted(posterior.data_vars)}"
         )
     b_others = [posterior[f"b_{o.key}"].values.reshape(-1, o.n_levels, o.q) for o in others]
-    cs = crossed_statistics(design, f)
     if cs is not None:  # Z'r = Z'e0 - K (theta - theta0), no pass over the rows
 
         def z_r_products(sl: slice) -> np.ndarray:
@@ -668,13 +676,16 @@ def add_random_effects(
     *,
     seed: int | np.random.Generator | None,
     design: Design | None = None,
+    crossed: CrossedStatistics | None = None,
 ) -> az.InferenceData:
     """Add ``b_<key>`` to ``idata.posterior`` (see :func:`random_effects_draws`; ``design``
-    for crossed factors); returns the same (modified) ``idata``."""
+    and ``crossed`` for crossed factors); returns the same (modified) ``idata``."""
     if not isinstance(idata, az.InferenceData) or "posterior" not in idata.groups():
         raise ValueError(
             f"idata must be an arviz InferenceData with a posterior, found {type(idata).__name__}"
         )
-    draws = random_effects_draws(idata.posterior, grouped, seed=seed, design=design)
+    draws = random_effects_draws(
+        idata.posterior, grouped, seed=seed, design=design, crossed=crossed
+    )
     idata.posterior[draws.name] = draws
     return idata

@@ -45,6 +45,7 @@ import pytensor.tensor as pt
 from .checks import choice
 from .design import Design, GroupedStatistics, GroupingFactor, GroupStatistics
 from .marginal import (
+    CrossedStatistics,
     crossed_marginal_loglik,
     crossed_statistics,
     marginal_loglik,
@@ -163,6 +164,7 @@ def build_model(
     *,
     priors: Priors | None = None,
     integrate: str | None = None,
+    crossed: CrossedStatistics | None = None,
 ) -> pm.Model:
     """Build the PyMC model of a design (module docstring).
 
@@ -180,6 +182,11 @@ def build_model(
     integrate : str, optional
         With ``marginal`` and crossed factors: the factor whose random effects are
         integrated out (default the one with the most levels); the others' are sampled.
+    crossed : CrossedStatistics, optional
+        With ``marginal`` and crossed factors: the design's cross-products
+        (:func:`lmm_pymc.marginal.crossed_statistics`) when already computed (as
+        :func:`lmm_pymc.fit` does, to reuse them for the exact draws of the integrated
+        effects).
 
     Returns
     -------
@@ -220,6 +227,10 @@ def build_model(
             f"parametrization={parametrization!r} with integrate={integrate!r}"
         )
     integrated = integrated_factor(data, integrate) if marginal else None
+    if marginal and grouped is None and crossed is None:
+        crossed = crossed_statistics(data, integrated)
+    # the rows enter the graph unless every likelihood term comes from sums or cross-products
+    rows = grouped is None and not (marginal and crossed is not None)
     coords = grouped.coords() if grouped is not None else data.coords()
     # the per-group numbers are model inputs (pm.Data "stat_<entry>"), so that one compiled
     # model serves every data set of this structure (lmm_pymc.sampling.compile_model)
@@ -229,7 +240,7 @@ def build_model(
         beta = vector_rv("beta", resolved.fixed, dims="fixed_effect")
         sigma = scalar_rv("sigma", resolved.sigma)
         all_sigs, blocks, mu, sampled = [], [], None, {}
-        if grouped is None:
+        if rows:
             X = pm.Data("X", data.X, dims=("obs", "fixed_effect"))
             mu = X @ beta
         for f in factors:
@@ -245,10 +256,11 @@ def build_model(
             if marginal and np.bincount(f.index, minlength=f.n_levels).min() >= CENTRED_MIN_ROWS:
                 kind = "centred"
             b = sampled[f.name] = _random_effects(f, kind, sigs, R, L)
-            Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))
-            index = pm.Data(f"index_{f.key}", f.index, dims="obs")
-            # (N,) += (Z_f * b_f[g_f]).sum(1)
-            mu = mu + (Z * b[index]).sum(axis=1)
+            if rows:
+                Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))
+                index = pm.Data(f"index_{f.key}", f.index, dims="obs")
+                # (N,) += (Z_f * b_f[g_f]).sum(1)
+                mu = mu + (Z * b[index]).sum(axis=1)
         pm.Deterministic("sigs", pt.concatenate(all_sigs), dims="random_effect")
         pm.Deterministic(
             "R", pt.linalg.block_diag(*blocks), dims=("random_effect", "random_effect_")
@@ -258,10 +270,9 @@ def build_model(
             pm.Potential("y_marginal", loglik.sum())
         elif marginal:  # crossed: one factor integrated out given the others' effects
             f = integrated
-            cs = crossed_statistics(data, f)
-            if cs is not None:  # from cross-products: no array with the number of rows
-                others = [sampled[o.name] for o in cs.others]
-                loglik = crossed_marginal_loglik(cs, beta, others, sigma, L_int, data=as_data)
+            if crossed is not None:  # from cross-products: no array with the number of rows
+                others = [sampled[o.name] for o in crossed.others]
+                loglik = crossed_marginal_loglik(crossed, beta, others, sigma, L_int, data=as_data)
             else:  # one pass over the rows per gradient
                 y = pm.Data("y_obs", data.y, dims="obs")
                 Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))

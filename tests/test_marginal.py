@@ -552,6 +552,11 @@ def test_crossed_random_effects_are_the_exact_conditional(crossed_sim):
     grouped = lmm_pymc.design.GroupedStatistics(stats, design.fixed_names, subject)
     draws = random_effects_draws(post, grouped, seed=3, design=design)
     assert draws.name == "b_subject"
+    # from the cross-products: the same draws (same normal numbers) to rounding, 1e-9
+    # relative to the draws' scale (both are float64 sums of ~50 products of size ~10)
+    crossed = lmm_pymc.marginal.crossed_statistics(design, subject)
+    products = random_effects_draws(post, grouped, seed=3, design=design, crossed=crossed)
+    np.testing.assert_allclose(products.values, draws.values, rtol=0, atol=1e-9 * 10)
     r = design.y - design.X @ beta - (item.Z * b_item[item.index]).sum(1)
     means, covs = [], []
     for j in range(subject.n_levels):
