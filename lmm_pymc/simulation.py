@@ -88,6 +88,12 @@ def _factor_parameters(f, spec: Mapping[str, object]) -> tuple[np.ndarray, np.nd
     where = f"groups[{f.name!r}]"
     if not isinstance(spec, Mapping):
         raise ValueError(f"{where} must be a mapping with 'sigmas', found {type(spec).__name__}")
+    unknown = sorted(set(map(str, spec)) - {"sigmas", "R", "rho"})
+    if unknown or "sigmas" not in spec:
+        raise ValueError(
+            f"{where} takes the keys 'sigmas' (required), 'R' or 'rho', "
+            f"found {sorted(map(str, spec))}"
+        )
     sigmas = positive_vector(f"{where}['sigmas']", spec.get("sigmas"))
     if sigmas.size != f.q:
         raise ValueError(

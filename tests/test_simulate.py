@@ -188,6 +188,9 @@ def test_bad_general_simulation_input():
         simulate(f, df, beta=[1.0, 1.0], groups={"subject": {"sigmas": [1.0]}}, sigma=1.0)
     with pytest.raises(ValueError, match=r"missing \['subject'\]"):
         simulate(f, df, beta=[1.0, 1.0], groups={}, sigma=1.0)
+    # a misspelt key is named, not read as a missing value
+    with pytest.raises(ValueError, match=r"groups\['subject'\] takes the keys.*found \['sds'\]"):
+        simulate(f, df, beta=[1.0, 1.0], groups={"subject": {"sds": [1.0, 0.5]}}, sigma=1.0)
     with pytest.raises(ValueError, match="beta, groups, sigma must be given"):
         simulate(f, df)
     with pytest.raises(ValueError, match="data must be given"):
