@@ -452,14 +452,12 @@ def crossed_marginal_loglik(
     cross-products of :class:`CrossedStatistics`. ``data`` turns the per-group columns and
     the cross-products into model inputs (as in :func:`marginal_loglik`)."""
     make = _constant if data is None else data
-    J, q = cs.Zte0.shape
-    P = cs.theta0.shape[0]
-    # every per-group number in one (J, .) input: n, the nonzero entries of Z'Z (zero
-    # entries are left out of the graph), Z'e0 per effect, then Z'D per effect
+    q = cs.Zte0.shape[1]
+    # the per-group numbers in one (J, .) input: n, the nonzero entries of Z'Z (zero entries
+    # are left out of the graph) and Z'e0 per effect; Z'D apart, (J q, P) and contiguous, so
+    # that Z'D delta is one matrix-vector product (and its gradient one more)
     nonzero = [(i, k) for i in range(q) for k in range(q) if cs.ZtZ[:, i, k].any()]
-    table = np.column_stack(
-        [cs.n, *(cs.ZtZ[:, i, k] for i, k in nonzero), cs.Zte0, cs.K.reshape(J, q * P)]  # fmt: skip
-    )
+    table = np.column_stack([cs.n, *(cs.ZtZ[:, i, k] for i, k in nonzero), cs.Zte0])
     T = pt.as_tensor(make("groups", table))
     first = 1 + len(nonzero)  # the column of Z'e0 of the first effect
     theta = pt.concatenate([pt.as_tensor(beta), *(pt.as_tensor(b).flatten() for b in b_others)])
@@ -469,8 +467,8 @@ def crossed_marginal_loglik(
         - 2.0 * pt.dot(delta, make("Dte0", cs.Dte0))
         + pt.dot(delta, pt.dot(make("DtD", cs.DtD), delta))
     )
-    K0 = first + q
-    Zr = [T[:, first + k] - pt.dot(T[:, K0 + k * P : K0 + (k + 1) * P], delta) for k in range(q)]
+    Kd = pt.dot(make("ZtD", cs.K), delta).reshape((-1, q))  # rows (level, effect)
+    Zr = [T[:, first + k] - Kd[:, k] for k in range(q)]
     G = [[T[:, 1 + nonzero.index((i, k))] if (i, k) in nonzero else 0.0 for k in range(q)]
          for i in range(q)]  # fmt: skip
     L = pt.as_tensor(chol)
