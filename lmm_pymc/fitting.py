@@ -134,7 +134,14 @@ def fit(
         integrate=integrate,
         crossed=crossed,
     )
-    n_groups = grouped.factor.n_levels if grouped is not None else None
+    # the fewest levels of any factor of a marginal model sets its default target_accept
+    n_groups = (
+        grouped.factor.n_levels
+        if grouped is not None
+        else min(f.n_levels for f in design.factors)
+        if parametrization == "marginal"
+        else None
+    )
     idata = sample_model(model, config, parametrization, n_groups)
     if parametrization == "marginal":
         # exact conditional draws b_j | hyperparameters, y (and the other factors' b)

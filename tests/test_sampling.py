@@ -12,6 +12,9 @@ from lmm_pymc.design import GroupedStatistics, GroupStatistics
 from lmm_pymc.sampling import _COMPILED, compile_model, model_structure
 from lmm_pymc.tutorial import design_frame
 
+#: the crossed formula of the ``crossed_sim`` fixture (conftest.py)
+CROSSED = "rt ~ 1 + cond + (1 + cond | subject) + (1 + cond | item)"
+
 
 def _shifted(sim, by: float):
     """The simulation's data with y moved by ``by`` (same structure, other values)."""
@@ -106,3 +109,29 @@ def test_compiled_model_takes_the_new_values():
         if var.name in compiled.shared_data:
             np.testing.assert_array_equal(compiled.shared_data[var.name], var.get_value())
     assert "prior_beta_mu" in compiled.shared_data  # the data-scale prior means are inputs
+
+
+@pytest.mark.slow
+def test_crossed_default_target_accept_follows_the_fewest_levels(crossed_sim):
+    """marginal's default target_accept is 0.9 once every factor has >= MANY_GROUPS levels
+    (no funnel left), 0.99 below; the value used is in ``posterior.attrs``."""
+    from lmm_pymc.sampling import MANY_GROUPS
+
+    def used(frame) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 1 chain x 30 draws: diagnostics warn
+            idata = fit(frame, CROSSED, draws=30, tune=30, chains=1, random_seed=1,
+                        progressbar=False)  # fmt: skip
+        assert idata.attrs["parametrization"] == "marginal"
+        return idata.posterior.attrs["target_accept"]
+
+    frame = crossed_sim.data  # 24 subjects x 16 items
+    assert frame["item"].nunique() < MANY_GROUPS <= frame["subject"].nunique()
+    assert used(frame) == 0.99
+    # the odd subjects' items relabelled, 8 of those dropped (24 items): every factor has
+    # >= 20 levels
+    odd = frame["subject"].str[1:].astype(int) % 2 == 1
+    more = frame.assign(item=frame["item"] + np.where(odd, "b", ""))
+    more = more[~more["item"].isin([f"i{i}b" for i in range(8, 16)])]
+    assert more["item"].nunique() >= MANY_GROUPS and more["subject"].nunique() >= MANY_GROUPS
+    assert used(more) == 0.9
