@@ -235,7 +235,12 @@ def model_structure(model) -> str:
     dims, the names of the coords, the free variables' shapes and the lengths of the dims
     they and the deterministics use (random generators' addresses left out)."""
     import pytensor
-    from pytensor.graph.basic import Constant, ancestors
+    from pytensor.graph.basic import Constant
+
+    try:  # its home in newer PyTensor; importing it from the old one warns
+        from pytensor.graph.traversal import ancestors
+    except ImportError:
+        from pytensor.graph.basic import ancestors
 
     outputs = [model.logp(), *model.deterministics]
     digest = hashlib.sha256()

@@ -29,6 +29,14 @@ def test_same_structure_same_key_other_values():
     assert model_structure(a) == model_structure(b)
 
 
+def test_structure_key_raises_no_warning():
+    """The key is computed on every fit: nothing of PyTensor's deprecations reaches users."""
+    model = build_model(simulate(seed=1).design)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model_structure(model)
+
+
 def test_structure_key_tells_structures_apart():
     design = simulate(seed=1).design
     base = model_structure(build_model(design))
