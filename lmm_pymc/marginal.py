@@ -461,12 +461,14 @@ def crossed_marginal_loglik(
     T = pt.as_tensor(make("groups", table))
     first = 1 + len(nonzero)  # the column of Z'e0 of the first effect
     theta = pt.concatenate([pt.as_tensor(beta), *(pt.as_tensor(b).flatten() for b in b_others)])
-    delta = theta - make("theta0", cs.theta0)
-    rr = (
-        make("e0e0", np.asarray(cs.e0e0))
-        - 2.0 * pt.dot(delta, make("Dte0", cs.Dte0))
-        + pt.dot(delta, pt.dot(make("DtD", cs.DtD), delta))
-    )
+    # the (P,)-sized numbers in one (P + 3, P) input, rows contiguous: D'D, D'e0, theta0 and
+    # e0'e0 (first entry of the last row)
+    P = cs.theta0.size
+    last = np.zeros(P)
+    last[0] = cs.e0e0
+    M = pt.as_tensor(make("products", np.vstack([cs.DtD, cs.Dte0, cs.theta0, last])))
+    delta = theta - M[P + 1]
+    rr = M[P + 2, 0] - 2.0 * pt.dot(delta, M[P]) + pt.dot(delta, pt.dot(M[:P], delta))
     Kd = pt.dot(make("ZtD", cs.K), delta).reshape((-1, q))  # rows (level, effect)
     Zr = [T[:, first + k] - Kd[:, k] for k in range(q)]
     G = [[T[:, 1 + nonzero.index((i, k))] if (i, k) in nonzero else 0.0 for k in range(q)]

@@ -415,20 +415,22 @@ class ResolvedPriors:
 
 
 # ------------------------------------------------------------------ PyMC variables
-# Every hyperparameter enters the model as ``pm.Data`` named ``prior_<variable>_<param>``:
-# the data-scale defaults differ from one data set to the next, and a compiled model takes
-# them as inputs (lmm_pymc.sampling.compile_model), as it takes the data.
-def hyperparameter(name: str, value) -> object:
-    """``pm.Data`` holding one prior hyperparameter (a number or a vector) of the model
-    being built."""
-    import pymc as pm
-
-    return pm.Data(f"prior_{name}", np.asarray(value, dtype=float))
+#: The ``pm.Data`` vector that holds every prior hyperparameter of a model: the data-scale
+#: defaults differ from one data set to the next, and a compiled model takes them as inputs
+#: (lmm_pymc.sampling.compile_model), as it takes the data.
+PRIOR_INPUT = "prior_values"
 
 
-def _params(name: str, family: str, priors: Sequence[Prior]) -> dict[str, object]:
-    return {k: hyperparameter(f"{name}_{k}", [p.kwargs[k] for p in priors])
-            for k in FAMILIES[family]}  # fmt: skip
+def hyperparameter(value) -> object:
+    """One prior hyperparameter (a number or a vector) of the model being built: its
+    entries of :data:`PRIOR_INPUT`."""
+    from .models import packed_input
+
+    return packed_input(PRIOR_INPUT, value)
+
+
+def _params(family: str, priors: Sequence[Prior]) -> dict[str, object]:
+    return {k: hyperparameter([p.kwargs[k] for p in priors]) for k in FAMILIES[family]}
 
 
 def vector_rv(name: str, priors: Sequence[Prior], dims: str | None = None):
@@ -441,10 +443,10 @@ def vector_rv(name: str, priors: Sequence[Prior], dims: str | None = None):
     if len(families) == 1:
         family = families.pop()
         dist = getattr(pm, _PYMC[family])
-        return dist(name, **_params(name, family, priors), dims=dims, shape=len(priors))
+        return dist(name, **_params(family, priors), dims=dims, shape=len(priors))
     parts = []
     for i, p in enumerate(priors):
-        params = {k: hyperparameter(f"{name}_{i}_{k}", v) for k, v in p.kwargs.items()}
+        params = {k: hyperparameter(v) for k, v in p.kwargs.items()}
         parts.append(getattr(pm, _PYMC[p.family])(f"{name}_{i}", **params))
     return pm.Deterministic(name, pt.stack(parts), dims=dims)
 
@@ -452,13 +454,13 @@ def vector_rv(name: str, priors: Sequence[Prior], dims: str | None = None):
 def scalar_rv(name: str, prior: Prior):
     import pymc as pm
 
-    params = {k: hyperparameter(f"{name}_{k}", v) for k, v in prior.kwargs.items()}
+    params = {k: hyperparameter(v) for k, v in prior.kwargs.items()}
     return getattr(pm, _PYMC[prior.family])(name, **params)
 
 
-def vector_dist(name: str, priors: Sequence[Prior], what: str):
+def vector_dist(priors: Sequence[Prior], what: str):
     """An unnamed PyMC distribution of shape ``len(priors)`` (LKJCholeskyCov's sd_dist),
-    its hyperparameters ``prior_<name>_<param>``; one family is required."""
+    its hyperparameters entries of :data:`PRIOR_INPUT`; one family is required."""
     import pymc as pm
 
     families = sorted({p.family for p in priors})
@@ -468,7 +470,7 @@ def vector_dist(name: str, priors: Sequence[Prior], what: str):
             f"LKJCholeskyCov), found {families}; give them the same family with per-term "
             "parameters"
         )
-    params = _params(name, families[0], priors)
+    params = _params(families[0], priors)
     return getattr(pm, _PYMC[families[0]]).dist(**params, shape=len(priors))
 
 

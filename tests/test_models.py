@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import pytest
 import scipy.stats as st
 
@@ -176,6 +177,40 @@ def test_priors_reach_the_model(tutorial_sim):
     # Normal(0, s) at 0: -log(s) - 0.5 log(2 pi); the difference is log 2 per entry (2 d.p.)
     assert a["beta"] - b["beta"] == pytest.approx(2 * np.log(2), abs=0.01)
     assert a["sigs_group_id"] == b["sigs_group_id"] and a["y"] == b["y"]
+
+
+def test_model_inputs_are_packed(tutorial_sim, crossed_design):
+    """The marginal models take their numbers as a few packed pm.Data (nutpie compiles
+    extraction code per input): every hyperparameter in ``prior_values``, the per-group
+    columns as rows of ``stat_columns``; crossed: the group table, Z'D and the P-sized
+    cross-products."""
+    single = build_model(tutorial_sim.design, "marginal", priors=Priors.tutorial())
+    assert sorted(v.name for v in single.data_vars) == ["prior_values", "stat_columns"]
+    # Priors.tutorial(): beta ~ Normal(0, 10) (mu, sigma per coefficient), sigma and both
+    # sigs ~ HalfNormal(0, 5): 2 + 2 + 1 + 2 entries
+    values = single["prior_values"].get_value()
+    np.testing.assert_array_equal(values, [0.0, 0.0, 10.0, 10.0, 5.0, 5.0, 5.0])
+    assert single["stat_columns"].get_value().shape[1] == tutorial_sim.design.factors[0].n_levels
+    crossed = build_model(crossed_design, "marginal")
+    assert sorted(v.name for v in crossed.data_vars) == [
+        "prior_values", "stat_ZtD", "stat_groups", "stat_products"]  # fmt: skip
+
+
+def test_packed_input_slices_give_back_each_value():
+    """Each call's value comes back from its slice or row of the one input, in its shape;
+    rows of two lengths are refused."""
+    from lmm_pymc.models import packed_input
+
+    parts = [np.float64(2.5), np.arange(3.0), np.arange(6.0).reshape(2, 3)]
+    with pm.Model():
+        flat = [packed_input("inputs", v) for v in parts]
+        rows = [packed_input("table", np.full(4, k), rows=True) for k in range(3)]
+        with pytest.raises(ValueError, match=r"must share one shape, found \(5,\) after \(4,\)"):
+            packed_input("table", np.zeros(5), rows=True)
+    for got, want in zip(flat, parts, strict=True):
+        np.testing.assert_array_equal(got.eval(), want)
+    for k, got in enumerate(rows):
+        np.testing.assert_array_equal(got.eval(), np.full(4, k))
 
 
 def test_bad_model_input(tutorial_sim, crossed_design):

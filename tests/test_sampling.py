@@ -116,7 +116,7 @@ def test_compiled_model_takes_the_new_values():
     for var in b.data_vars:
         if var.name in compiled.shared_data:
             np.testing.assert_array_equal(compiled.shared_data[var.name], var.get_value())
-    assert "prior_beta_mu" in compiled.shared_data  # the data-scale prior means are inputs
+    assert "prior_values" in compiled.shared_data  # the data-scale prior means are inputs
 
 
 @pytest.mark.slow
