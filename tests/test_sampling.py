@@ -119,6 +119,68 @@ def test_compiled_model_takes_the_new_values():
     assert "prior_values" in compiled.shared_data  # the data-scale prior means are inputs
 
 
+def _c_logp(compiled, x: np.ndarray) -> tuple[float, np.ndarray, int]:
+    """The compiled C log density and gradient at ``x``, called as nutpie calls it."""
+    import ctypes
+
+    def ptr(a):
+        return a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+
+    out, logp = np.zeros(compiled.n_dim), np.zeros(())
+    code = compiled.compiled_logp_func.ctypes(
+        compiled.n_dim, ptr(x), ptr(out), ptr(logp), ctypes.c_void_p(compiled.user_data.ctypes.data)
+    )
+    return float(logp), out, code
+
+
+@pytest.mark.slow
+def test_compiled_log_density_is_each_models_own():
+    """The C function nutpie calls (lmm_pymc's cacheable wrapper) gives, for a reused
+    compiled model with the second model's values swapped in, the second model's own PyMC
+    log density and gradient (with the Jacobian of the transforms, as NUTS samples them) at
+    a random point, to 1e-9 relative (one graph, two compilers: rounding only); the first
+    model's values are > 1 away there, so the check can fail."""
+    a = build_model(simulate(seed=1).design)
+    b = build_model(simulate(seed=2).design, priors=Priors.tutorial())
+    compiled_a = compile_model(a)
+    compiled_b = compile_model(b)
+    assert compiled_b.compiled_logp_func._pyfunc.__name__ == "lmm_pymc_logp"
+    x = np.random.default_rng(3).normal(size=compiled_b.n_dim)
+    # nutpie's x: the value variables raveled in the model's order
+    point, start = {}, 0
+    for var in b.value_vars:
+        shape = b.initial_point()[var.name].shape
+        point[var.name] = x[start : start + int(np.prod(shape))].reshape(shape)
+        start += int(np.prod(shape))
+    assert start == x.size
+    ref_logp, ref_grad = b.compile_logp()(point), b.compile_dlogp()(point)
+    logp, grad, code = _c_logp(compiled_b, x)
+    assert code == 0
+    assert logp == pytest.approx(float(ref_logp), rel=1e-9)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-9 * np.abs(ref_grad).max())
+    assert abs(_c_logp(compiled_a, x)[0] - float(ref_logp)) > 1.0
+
+
+@pytest.mark.slow
+def test_compiled_wrappers_load_from_disk_in_a_new_process(tmp_path):
+    """A second process compiling the same structure loads the C wrappers from numba's
+    on-disk cache (cache_hits 1) instead of compiling them again."""
+    import subprocess
+    import sys
+
+    script = (
+        "from lmm_pymc import simulate\n"
+        "from lmm_pymc.models import build_model\n"
+        "from lmm_pymc.sampling import compile_model\n"
+        "c = compile_model(build_model(simulate(seed=4).design))\n"
+        "print('HITS', c.compiled_logp_func.cache_hits, c.compiled_expand_func.cache_hits)\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=900) for _ in range(2)]  # fmt: skip
+    lines = [next(x for x in r.stdout.splitlines() if x.startswith("HITS")) for r in runs]
+    assert lines[1] == "HITS 1 1", (lines, runs[1].stderr[-2000:])
+
+
 @pytest.mark.slow
 def test_crossed_default_target_accept_follows_the_fewest_levels(crossed_sim):
     """marginal's default target_accept is 0.9 once every factor has >= MANY_GROUPS levels
