@@ -112,10 +112,14 @@ def add_log_likelihood(
 
         beta, sigma = _draws(post, "beta"), _draws(post, "sigma")
         sigs, R = _draws(post, "sigs"), _draws(post, "R")
-        per_group = np.stack([
-            marginal_loglik_numpy(grouped.statistics, beta[s], sigma[s],
-                                  sigs[s][:, None] * R[s] * sigs[s][None, :])
-            for s in range(beta.shape[0])
+        Sigma = sigs[:, :, None] * R * sigs[:, None, :]
+        stats = grouped.statistics
+        # draws in blocks of ~2e6 numbers of (draws, J, q, q)
+        step = max(1, 2_000_000 // stats.ZtZ.size)
+        per_group = np.concatenate([
+            marginal_loglik_numpy(stats, beta[s : s + step], sigma[s : s + step],
+                                  Sigma[s : s + step])
+            for s in range(0, beta.shape[0], step)
         ])  # fmt: skip
         f = grouped.factor
         groups["y_group"] = (per_group, (f.level_dim,), {f.level_dim: list(f.labels)})

@@ -91,6 +91,20 @@ def test_loglik_equals_dense_mvnormal(unbalanced):
         )
 
 
+def test_numpy_loglik_of_many_draws_equals_one_at_a_time(unbalanced):
+    """Draws at once ((S, p), (S,), (S, q, q) -> (S, J)) give each draw's own values, to
+    1e-12 relative (the same operations, batched); the draws are not mixed up: the first
+    draw's values differ from the second's."""
+    stats = unbalanced.design.grouped_statistics().statistics
+    points = list(_points(5))
+    beta, sigma, Sigma = (np.stack([pt[k] for pt in points]) for k in range(3))
+    batched = marginal_loglik_numpy(stats, beta, sigma, Sigma)
+    assert batched.shape == (5, stats.n.size)
+    for s, (b, sg, Sg) in enumerate(points):
+        np.testing.assert_allclose(batched[s], marginal_loglik_numpy(stats, b, sg, Sg), rtol=1e-12)
+    assert np.abs(batched[0] - batched[1]).max() > 1e-3
+
+
 @pytest.mark.parametrize("formula", [Q3, TWO, "y ~ 1 + x1 + (0 + x2 | g)"])
 def test_any_p_and_q_equals_dense_mvnormal(q3_sim, formula):
     """q = 3 with a fixed-only column, uncorrelated (1 + x1 || g), a slope-only term."""
