@@ -93,7 +93,7 @@ CONFIGS: dict[str, tuple[str, str]] = {
     "pymc_marginal": ("PyMC NUTS, marginal", "fast"),
     "default": ("default fit: lmm_pymc.fit(data, priors=Priors.tutorial())", "fast"),
     # the same fit after one of another data set of the same structure in the process:
-    # the compiled model is reused (lmm_pymc.sampling.compile_model)
+    # the compiled model is reused (lmm_pymc.compiled.compile_model)
     "default_cached": ("default fit, second in the process (compile cached)", "fast"),
 }
 
@@ -501,7 +501,7 @@ def _run_default(sim, draws, tune, chains, seed, cached: bool = False) -> dict:
 def _default_compile_cache(in_process: bool) -> str:
     """Where the default fit's compiled log density came from: this process (a fit of the
     same structure before), numba's on-disk cache (an earlier process), or a cold compile."""
-    from lmm_pymc.sampling import _COMPILED
+    from lmm_pymc.compiled import _COMPILED
 
     if in_process:
         return "cached in process"

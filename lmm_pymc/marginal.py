@@ -73,7 +73,7 @@ Matrix = list[list[object]]
 #: Turns one named (J,) column of per-group numbers into a graph input: ``pt.as_tensor``
 #: by default (a constant); :func:`lmm_pymc.build_model` passes one that makes ``pm.Data``,
 #: so that the compiled log density takes the data as inputs and serves every data set of
-#: the same structure (:func:`lmm_pymc.sampling.compile_model`).
+#: the same structure (:func:`lmm_pymc.compiled.compile_model`).
 ColumnInput = Callable[[str, np.ndarray], object]
 
 

@@ -38,13 +38,12 @@ Parametrizations (:data:`PARAMETRIZATIONS`):
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
 from .checks import choice
+from .compiled import packed_input
 from .design import Design, GroupedStatistics, GroupingFactor, GroupStatistics
 from .marginal import (
     CrossedStatistics,
@@ -66,54 +65,11 @@ __all__ = [
     "PARAMETRIZATIONS",
     "build_model",
     "integrated_factor",
-    "packed_input",
     "resolve_parametrization",
 ]
 
 #: Names of the parametrizations :func:`build_model` accepts.
 PARAMETRIZATIONS: tuple[str, ...] = ("marginal", "cholesky", "lkj_corr")
-
-
-# ------------------------------------------------------------------ model inputs
-# nutpie's compiled log density reads every pm.Data through its own extraction code, whose
-# numba compile grows by ~0.8 s per input (a log density of 3 numbers: 7 s with one input,
-# 17 s with 14, 30 s with 28): the model's numbers enter as a few packed inputs.
-_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def packed_input(name: str, value, *, rows: bool = False) -> pt.TensorVariable:
-    """``value`` as a part of the ``pm.Data`` ``name`` of the model being built.
-
-    ``rows=False``: the parts are the entries of one vector, in the order of the calls, and
-    ``value`` comes back as its slice with ``value``'s shape (which the model's structure
-    must fix: prior hyperparameters, cross-products of the sampled coefficients).
-    ``rows=True``: the parts are the rows of one matrix and must share one length (per-group
-    columns, whose length is the data's, not the structure's); ``value`` comes back as its
-    row. A later model of the same structure then has the same inputs with its own values
-    (:func:`lmm_pymc.sampling.compile_model`).
-    """
-    model = pm.modelcontext(None)
-    value = np.asarray(value, dtype=float)
-    packs = _PACKED.setdefault(model, {})
-    var, parts = packs.get(name, (None, []))
-    if rows and parts and value.shape != parts[0].shape:
-        raise ValueError(
-            f"the rows of input {name!r} must share one shape, found {value.shape} after "
-            f"{parts[0].shape}"
-        )
-    parts.append(value)
-    full = np.stack(parts) if rows else np.concatenate([p.ravel() for p in parts])
-    if var is None:
-        var = pm.Data(name, full)
-        packs[name] = (var, parts)
-    else:
-        var.set_value(full)
-    if rows:
-        return var[len(parts) - 1]
-    start = full.size - value.size
-    if value.ndim == 0:
-        return var[start]
-    return var[start : start + value.size].reshape(value.shape)
 
 
 def resolve_parametrization(
@@ -275,7 +231,7 @@ def build_model(
     coords = grouped.coords() if grouped is not None else data.coords()
 
     # the per-group numbers are model inputs, so that one compiled model serves every data
-    # set of this structure (lmm_pymc.sampling.compile_model): the (J,) columns are the rows
+    # set of this structure (lmm_pymc.compiled.compile_model): the (J,) columns are the rows
     # of the one input "stat_columns", a table is its own input "stat_<name>"
     def as_data(name: str, values: np.ndarray) -> pt.TensorVariable:
         if np.ndim(values) == 1:

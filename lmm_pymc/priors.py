@@ -45,6 +45,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from .compiled import packed_input
+
 __all__ = [
     "FAMILIES",
     "Exponential",
@@ -417,15 +419,13 @@ class ResolvedPriors:
 # ------------------------------------------------------------------ PyMC variables
 #: The ``pm.Data`` vector that holds every prior hyperparameter of a model: the data-scale
 #: defaults differ from one data set to the next, and a compiled model takes them as inputs
-#: (lmm_pymc.sampling.compile_model), as it takes the data.
+#: (lmm_pymc.compiled.compile_model), as it takes the data.
 PRIOR_INPUT = "prior_values"
 
 
 def hyperparameter(value) -> object:
     """One prior hyperparameter (a number or a vector) of the model being built: its
     entries of :data:`PRIOR_INPUT`."""
-    from .models import packed_input
-
     return packed_input(PRIOR_INPUT, value)
 
 

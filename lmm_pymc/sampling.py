@@ -6,15 +6,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import importlib.util
 import os
-import re
-import threading
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
@@ -31,7 +26,6 @@ __all__ = [
     "Diagnostics",
     "SamplerConfig",
     "SamplingWarning",
-    "compile_model",
     "diagnose",
     "sample_compiled",
     "sample_model",
@@ -215,246 +209,18 @@ def sample_model(
                 **config.kwargs_for(parametrization),
             )
     else:
+        from .compiled import compile_model
+
         idata = sample_compiled(compile_model(model), config, parametrization, n_groups)
     idata.posterior.attrs["target_accept"] = config.target_accept_for(parametrization, n_groups)
     return idata
 
 
-#: nutpie-compiled models of this process by structure (:func:`compile_model`), newest last.
-_COMPILED: OrderedDict[str, tuple[object, object]] = OrderedDict()
-#: How many structures :func:`compile_model` keeps compiled.
-COMPILED_LIMIT = 16
-_COMPILED_LOCK = threading.Lock()
-
-
-def model_structure(model) -> str:
-    """A key that two PyMC models share exactly when one compiled log density computes both,
-    given each its own values of the shared data (``pm.Data``): the printed graph of the
-    log density and of every deterministic, with types, plus every constant's bytes (so
-    that no two differing constants can share a key however they print), the variables'
-    dims, the names of the coords, the free variables' shapes and the lengths of the dims
-    they and the deterministics use (random generators' addresses left out)."""
-    import pytensor
-    from pytensor.graph.basic import Constant
-
-    try:  # its home in newer PyTensor; importing it from the old one warns
-        from pytensor.graph.traversal import ancestors
-    except ImportError:
-        from pytensor.graph.basic import ancestors
-
-    outputs = [model.logp(), *model.deterministics]
-    digest = hashlib.sha256()
-    text = pytensor.dprint(outputs, file="str", print_type=True)
-    # random generators print with their address, which differs between equal models
-    digest.update(re.sub(r" at 0x[0-9a-fA-F]+", "", text).encode())
-    for var in ancestors(outputs):
-        if isinstance(var, Constant):
-            data = np.asarray(var.data)
-            digest.update(f"{data.dtype}{data.shape}".encode() + data.tobytes())
-    digest.update(repr(sorted(model.named_vars_to_dims.items())).encode())
-    digest.update(repr(sorted(model.coords)).encode())
-    # the sampled vector's length and the stored variables' shapes are fixed at compile
-    shapes = model.eval_rv_shapes()
-    digest.update(repr(sorted((v.name, tuple(shapes[v.name])) for v in model.free_RVs)).encode())
-    dims = model.named_vars_to_dims
-    used = sorted({d for v in [*model.free_RVs, *model.deterministics]
-                   for d in dims.get(v.name, ()) if d is not None})  # fmt: skip
-    digest.update(repr([(d, len(model.coords[d])) for d in used if d in model.coords]).encode())
-    return digest.hexdigest()
-
-
-# ------------------------------------------------------------------ compiled log density
-# nutpie calls two C functions, the log density with its gradient and the expansion into
-# stored values, each a numba cfunc around PyTensor's numba function of the graph. Its own
-# wrappers hold the graph function as a closure constant, which numba cannot keep on disk:
-# every process paid ~8 s of numba compile for them, even with PyTensor's graph function in
-# its on-disk cache. The wrappers below take the same user data (nutpie's record of
-# pointers to the shared values, so ``with_data`` works unchanged) and are written as source
-# keyed by the graph function's PyTensor cache key, so that numba keeps them on disk too.
-
-#: The C signatures nutpie calls: logp(dim, x, grad, logp, user_data) and
-#: expand(dim, n_expanded, x, expanded, user_data), 0 on success.
-_LOGP_SOURCE = """
-def lmm_pymc_logp(dim, x_, out_, logp_, user_data_):
-    if dim != {n_dim}:
-        return -1
-    x = numba.carray(x_, ({n_dim},))
-    out = numba.carray(out_, ({n_dim},))
-    logp = numba.carray(logp_, ())
-    shared = numba.carray(user_data_, (), RECORD)[()]["shared"]
-{extract}
-    try:
-        logp_val, grad = inner(x{args})
-    except Exception:  # noqa: BLE001
-        return 1
-    logp[()] = logp_val
-    for i in range({n_dim}):
-        out[i] = grad[i]
-        if not np.isfinite(grad[i]):
-            return 3
-    if not np.isfinite(logp_val):
-        return 4
-    return 0
-"""
-_EXPAND_SOURCE = """
-def lmm_pymc_expand(dim, expanded, x_, out_, user_data_):
-    if dim != {n_dim}:
-        return -1
-    if expanded != {n_expanded}:
-        return -1
-    x = numba.carray(x_, ({n_dim},))
-    out = numba.carray(out_, ({n_expanded},))
-    shared = numba.carray(user_data_, (), RECORD)[()]["shared"]
-{extract}
-    try:
-        (values,) = inner(x{args})
-    except Exception:  # noqa: BLE001
-        return -2
-    for i in range({n_expanded}):
-        out[i] = values[i]
-    return 0
-"""
-# (only the graph function's call sits in the try block: with the copy loop inside it too,
-# numba took 15.5 s instead of 3.9 s to compile the tutorial's wrapper)
-
-
-def _pointer_intrinsic():
-    """numba intrinsic: an integer address as ``void*``."""
-    from numba.core import cgutils, types
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def as_void_pointer(typingctx, address):
-        def codegen(context, builder, signature, args):
-            return builder.inttoptr(args[0], cgutils.voidptr_t)
-
-        return types.voidptr(address), codegen
-
-    return as_void_pointer
-
-
-def _c_wrapper(template: str, name: str, inner, shared: Mapping[str, np.ndarray], record,
-               **sizes: int):  # fmt: skip
-    """numba cfunc of ``template`` around the graph function ``inner``, reading each shared
-    value through nutpie's user-data record ``record``; kept in numba's on-disk cache under
-    a key of the source, the record's layout and the graph function's PyTensor cache key
-    (not cached when PyTensor gave that function no key: a wrong graph must never load)."""
-    import numba
-    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
-
-    env = {"__name__": __name__, "numba": numba, "np": np, "RECORD": record, "inner": inner,
-           "as_void_pointer": _pointer_intrinsic()}  # fmt: skip
-    extract, args = [], ""
-    for k, (var, value) in enumerate(shared.items()):
-        shape = "".join(f"int(shared['shape']['{var}'][{d}]), " for d in range(value.ndim))
-        env[f"DTYPE_{k}"] = value.dtype
-        extract.append(
-            f"    d{k} = numba.carray(as_void_pointer(shared['data']['{var}']), ({shape}),"
-            f" DTYPE_{k})"
-        )
-        args += f", d{k}"
-    source = template.format(extract="\n".join(extract), args=args, **sizes)
-    inner_key = CACHED_SRC_FUNCTIONS.get(inner.py_func)
-    key = None
-    if inner_key is not None:
-        text = "\n".join([source, str(record), *(str(v.dtype) for v in shared.values()),
-                          inner_key, numba.__version__])  # fmt: skip
-        key = hashlib.sha256(text.encode()).hexdigest()
-    function = compile_numba_function_src(source, name, env, cache_key=key)
-    c_sig = numba.types.int64(numba.types.uint64, *(
-        (numba.types.uint64,) if name == "lmm_pymc_expand" else ()),
-        numba.types.CPointer(numba.types.double), numba.types.CPointer(numba.types.double),
-        *((numba.types.CPointer(numba.types.double),) if name == "lmm_pymc_logp" else ()),
-        numba.types.voidptr)  # fmt: skip
-    return numba.cfunc(c_sig, cache=key is not None)(function)
-
-
-def _nutpie_compile(model):
-    """``nutpie.compile_pymc_model(model)`` (numba backend) with :func:`_c_wrapper`'s
-    cacheable wrappers; nutpie's own compile where its internals differ from those this
-    was written for (nutpie 0.16)."""
-    import nutpie
-    import nutpie.compile_pymc as ncp
-    from pymc.initial_point import make_initial_point_fn
-
-    internals = ("_make_functions", "_prepare_dims_and_coords", "_wrap_with_lock",
-                 "make_user_data", "CompiledPyMCModel")  # fmt: skip
-    if not all(hasattr(ncp, name) for name in internals):
-        return nutpie.compile_pymc_model(model)
-    initial_point = ncp._wrap_with_lock(
-        make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
-                              default_strategy="support_point", return_transformed=True)
-    )  # fmt: skip
-    n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = ncp._make_functions(
-        model, mode="NUMBA", compute_grad=True, join_expanded=True,
-        pymc_initial_point_fn=initial_point, var_names=None,
-    )  # fmt: skip
-    shared_vars, shared_data = {}, {}
-    for var in [*logp_fn.get_shared(), *expand_fn.get_shared()]:
-        if var.name in shared_vars and shared_vars[var.name] is not var:
-            raise ValueError(f"shared variables must have distinct names, found {var.name!r} twice")
-        value = np.array(var.get_value(), order="C", copy=True)
-        value.flags.writeable = False
-        shared_vars[var.name], shared_data[var.name] = var, value
-    user_data = ncp.make_user_data(shared_vars, shared_data)
-
-    def shared_of(fn) -> dict[str, np.ndarray]:
-        return {v.name: shared_data[v.name] for v in fn.get_shared()}
-
-    logp_c = _c_wrapper(_LOGP_SOURCE, "lmm_pymc_logp", logp_fn.vm.jit_fn, shared_of(logp_fn),
-                        user_data.dtype, n_dim=n_dim)  # fmt: skip
-    expand_c = _c_wrapper(_EXPAND_SOURCE, "lmm_pymc_expand", expand_fn.vm.jit_fn,
-                          shared_of(expand_fn), user_data.dtype, n_dim=n_dim,
-                          n_expanded=n_expanded)  # fmt: skip
-    dims, coords = ncp._prepare_dims_and_coords(model, shape_info)
-    return ncp.CompiledPyMCModel(
-        _n_dim=n_dim, dims=dims, _coords=coords,
-        _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
-        compiled_logp_func=logp_c, compiled_expand_func=expand_c,
-        initial_point_func=initial_point_fn, shared_data=shared_data, user_data=user_data,
-        n_expanded=n_expanded, shape_info=shape_info, logp_func=logp_fn, expand_func=expand_fn,
-    )  # fmt: skip
-
-
-def compile_model(model):
-    """nutpie's compiled form of ``model``, compiled once per model structure and process.
-
-    Every data set and prior hyperparameter of :func:`lmm_pymc.build_model` is ``pm.Data``:
-    a later model of the same structure (:func:`model_structure`: same formula, number of
-    fixed and random effects, prior families, zero pattern of the per-group sums ...)
-    reuses the compiled log density with its own values swapped in (nutpie's
-    ``with_data``), so repeated fits, SBC and benchmarks pay numba's compile once. The
-    newest :data:`COMPILED_LIMIT` structures are kept. Not for models sampled from two
-    threads at once (the compiled model's initial-point function reads the shared values).
-    """
-    import pandas as pd
-
-    key = model_structure(model)
-    values = {v.name: v.get_value() for v in model.data_vars}
-    with _COMPILED_LOCK:
-        cached = _COMPILED.get(key)
-        if cached is None:
-            compiled = _nutpie_compile(model)
-            _COMPILED[key] = (model, compiled)
-            while len(_COMPILED) > COMPILED_LIMIT:
-                _COMPILED.popitem(last=False)
-            return compiled
-        _COMPILED.move_to_end(key)
-        first, compiled = cached
-        # the initial point is drawn by a function of the first model's shared variables
-        for var in first.data_vars:
-            var.set_value(values[var.name])
-    coords = dict(compiled.coords or {})
-    coords.update({k: pd.Index(v) for k, v in model.coords.items() if v is not None})
-    swapped = compiled.with_data(**{k: v for k, v in values.items() if k in compiled.shared_data})
-    return dataclasses.replace(swapped, _coords=coords)
-
-
 def sample_compiled(
     compiled, config: SamplerConfig, parametrization: str, n_groups: int | None = None
 ) -> az.InferenceData:
-    """nutpie's NUTS on an already compiled model (``nutpie.compile_pymc_model``, possibly
-    with other data swapped in by ``compiled.with_data``), as :func:`sample_model` does."""
+    """nutpie's NUTS on an already compiled model (:func:`lmm_pymc.compiled.compile_model`),
+    as :func:`sample_model` does."""
     import nutpie
 
     extra = config.kwargs_for(parametrization)

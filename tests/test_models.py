@@ -199,7 +199,7 @@ def test_model_inputs_are_packed(tutorial_sim, crossed_design):
 def test_packed_input_slices_give_back_each_value():
     """Each call's value comes back from its slice or row of the one input, in its shape;
     rows of two lengths are refused."""
-    from lmm_pymc.models import packed_input
+    from lmm_pymc.compiled import packed_input
 
     parts = [np.float64(2.5), np.arange(3.0), np.arange(6.0).reshape(2, 3)]
     with pm.Model():

@@ -1,4 +1,4 @@
-"""Compile once per model structure: :func:`lmm_pymc.sampling.compile_model`."""
+"""Compile once per model structure: :func:`lmm_pymc.compiled.compile_model`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from lmm_pymc import Priors, build_model, fit, simulate
+from lmm_pymc.compiled import _COMPILED, compile_model, model_structure
 from lmm_pymc.design import GroupedStatistics, GroupStatistics
-from lmm_pymc.sampling import _COMPILED, compile_model, model_structure
 from lmm_pymc.tutorial import design_frame
 
 #: the crossed formula of the ``crossed_sim`` fixture (conftest.py)
@@ -171,7 +171,7 @@ def test_compiled_wrappers_load_from_disk_in_a_new_process(tmp_path):
     script = (
         "from lmm_pymc import simulate\n"
         "from lmm_pymc.models import build_model\n"
-        "from lmm_pymc.sampling import compile_model\n"
+        "from lmm_pymc.compiled import compile_model\n"
         "c = compile_model(build_model(simulate(seed=4).design))\n"
         "print('HITS', c.compiled_logp_func.cache_hits, c.compiled_expand_func.cache_hits)\n"
     )

@@ -34,7 +34,7 @@ def fit_simulation(config: SBCConfig, sim: Simulation, seed: int) -> az.Inferenc
     """Fit one simulated data set as ``config`` says, the sampler seeded by ``seed``.
 
     Through :func:`lmm_pymc.fit`, whose compiled model is reused by every later simulation
-    of the same design in the process (:func:`lmm_pymc.sampling.compile_model`); no
+    of the same design in the process (:func:`lmm_pymc.compiled.compile_model`); no
     pointwise groups (SBC needs the posterior only). ``marginal`` adds exact draws of the
     random effects, seeded by ``seed`` too. PyMC runs its chains in this process unless
     ``config.sampling.cores`` says otherwise (Dask workers are daemonic and one CPU each).
