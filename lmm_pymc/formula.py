@@ -21,7 +21,7 @@ import pandas as pd
 from .checks import finite_column
 from .design import RESERVED_DIMS, Design, GroupingFactor
 
-__all__ = ["design_from_formula", "split_formula"]
+__all__ = ["design_from_formula", "formula_columns", "split_formula"]
 
 _GROUP_TERM = re.compile(r"\(([^()|]*?)(\|\|?)([^()|]*?)\)")
 
@@ -122,7 +122,7 @@ def _check_finite(data: pd.DataFrame, columns: set[str]) -> None:
             )
 
 
-def _formula_columns(rhs: str, data: pd.DataFrame) -> set[str]:
+def formula_columns(rhs: str, data: pd.DataFrame) -> set[str]:
     """Data columns named anywhere in the right-hand side."""
     return {c for c in map(str, data.columns) if _term_mentions(rhs, c)}
 
@@ -155,10 +155,9 @@ def _columns(
     if common is None:
         raise ValueError(f"formula must have at least one {what}, found {formula!r}")
     matrix = np.asarray(common.design_matrix, dtype=float)
-    names: list[str] = []
-    for term, sl in common.slices.items():
-        width = sl.stop - sl.start
-        names.extend([_effect_name(term)] if width == 1 else common.terms[term].labels)
+    # formulae's labels: ``x``, ``Sex[Male]`` (a level-coded column is ``column[level]``
+    # whatever the number of levels, as bambi writes it), ``x:Sex[Male]``
+    names = [_effect_name(label) for term in common.slices for label in common.terms[term].labels]
     if len(names) != matrix.shape[1]:  # formulae labels every column; keep a safe fallback
         names = [f"X{k}" for k in range(matrix.shape[1])]
     return matrix, tuple(names)
@@ -395,8 +394,8 @@ def design_from_formula(
     """
     rhs, response, cleaned, correlated = _check_formula(formula, data, require_response)
     frame = data.reset_index(drop=True)
-    _check_finite(frame, _formula_columns(rhs, frame) | ({response} & set(frame.columns)))
-    _check_text_columns(frame, _formula_columns(rhs, frame) - set(correlated))
+    _check_finite(frame, formula_columns(rhs, frame) | ({response} & set(frame.columns)))
+    _check_text_columns(frame, formula_columns(rhs, frame) - set(correlated))
     fixed_rhs, terms = _split_terms(rhs)
     X, fixed_names = _columns(fixed_rhs, frame, formula, rhs, what="fixed effect")
     factors = []

@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import arviz as az
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["FitSummary", "summary"]
+if TYPE_CHECKING:
+    import arviz as az
+
+__all__ = ["FitSummary", "summary", "text_table"]
 
 _COLUMNS = ["mean", "sd", "2.5%", "97.5%", "r_hat", "ess_bulk", "ess_tail"]
 
@@ -28,12 +32,11 @@ class FitSummary:
     divergences: int
 
     def __str__(self) -> str:
-        fmt = {"float_format": lambda v: f"{v:.3f}"}
         parts = [self.header, "", "Group-level effects:"]
         for name, table in self.groups.items():
-            parts += [f"~{name}", table.to_string(**fmt), ""]
-        parts += ["Population-level effects:", self.fixed.to_string(**fmt), "",
-                  "Residual:", self.residual.to_string(**fmt), "",
+            parts += [f"~{name}", text_table(table, index=True), ""]
+        parts += ["Population-level effects:", text_table(self.fixed, index=True), "",
+                  "Residual:", text_table(self.residual, index=True), "",
                   "Priors:", self.priors.to_string(index=False), "",
                   f"Divergent transitions after warmup: {self.divergences}"]  # fmt: skip
         if self.divergences:
@@ -41,7 +44,29 @@ class FitSummary:
         return "\n".join(parts)
 
 
+def _number_format(column: str, precise: bool):
+    """How a statistician reads a column: effective sample sizes as whole draws, R-hat to
+    three decimals (the 1.01 threshold stays visible), estimates to 3 decimals (6
+    significant digits where ``precise``)."""
+    if column.startswith("ess"):
+        return lambda v: "nan" if not np.isfinite(v) else f"{v:.0f}"
+    if column == "r_hat":
+        return "{:.3f}".format
+    return "{:.6g}".format if precise else "{:.3f}".format
+
+
+def text_table(table: pd.DataFrame, *, index: bool = False, precise: bool = False) -> str:
+    """A table as printed by :class:`FitSummary` and the command line: all columns, numbers
+    formatted per column (:func:`_number_format`)."""
+    formatters = {c: _number_format(str(c), precise) for c in table.columns
+                  if pd.api.types.is_float_dtype(table[c])}  # fmt: skip
+    with pd.option_context("display.width", 160, "display.max_columns", 30):
+        return table.to_string(index=index, formatters=formatters)
+
+
 def _table(idata: az.InferenceData, var: str, coords: dict | None = None) -> pd.DataFrame:
+    import arviz as az
+
     post = idata.posterior[var]
     if coords:  # select first: R's constant diagonal has no ESS (0 / 0)
         post = post.sel(coords)

@@ -112,3 +112,18 @@ def test_non_finite_values_name_the_column(mixed_frame, column, value):
     with pytest.raises(ValueError) as err:
         design_from_formula("y ~ 1 + x + (1 + x | subject)", df)
     assert f"column {column!r} must be finite" in str(err.value) and "row 7" in str(err.value)
+
+
+def test_a_level_coded_column_is_column_level_whatever_its_number_of_levels():
+    # lme4 says SexM, bambi Sex[M]: the reader sees the reference level either way
+    rng = np.random.default_rng(0)
+    n = 48
+    df = pd.DataFrame({
+        "y": rng.normal(size=n), "x": rng.normal(size=n),
+        "Sex": np.tile(["F", "M"], n // 2), "recipe": np.tile(["A", "B", "C"], n // 3),
+        "g": np.repeat(np.arange(8), n // 8),
+    })  # fmt: skip
+    d = design_from_formula("y ~ x + Sex + recipe + x:Sex + (1 + Sex | g)", df)
+    assert d.fixed_names == ("intercept", "x", "Sex[M]", "recipe[B]", "recipe[C]", "x:Sex[M]")
+    assert tuple(d.factors[0].effect_names) == ("intercept", "Sex[M]")
+    assert d.factors[0].terms == ("intercept|g", "Sex[M]|g")
