@@ -14,7 +14,13 @@ parsing) does not load PyMC, PyTensor or the samplers.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING
+
+# ArviZ 0.x announces its 1.0 refactor on the first import of each day (PyMC imports it):
+# nothing a user of this package can act on, and read as a broken install.
+warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor",
+                        category=FutureWarning)  # fmt: skip
 
 __version__ = "0.1.0"
 
@@ -40,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "Exponential": "priors",
     "default_priors": "priors",
     "predict": "predictions",
+    "group_log_likelihood": "predictions",
     "summary": "summaries",
     "FitSummary": "summaries",
     "PARAMETRIZATIONS": "models",
@@ -71,6 +78,7 @@ __all__ = [
     "StudentT",
     "default_priors",
     "predict",
+    "group_log_likelihood",
     "prior_predictive",
     "summary",
     "Diagnostics",
@@ -125,6 +133,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .fitting import fit
     from .formula import design_from_formula
     from .models import PARAMETRIZATIONS, build_model
+    from .predictions import group_log_likelihood, predict
     from .parameters import FactorTruth, Truth, correlation_matrix, covariance_matrix
     from .priors import Priors
     from .recovery import plot_recovery, recovery_table

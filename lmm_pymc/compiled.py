@@ -21,7 +21,75 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["COMPILED_LIMIT", "compile_model", "model_structure", "packed_input"]
+__all__ = [
+    "COMPILED_LIMIT",
+    "compile_model",
+    "model_structure",
+    "packed_input",
+    "probe_blas",
+    "register_numba_positive_definite",
+]
+
+
+def probe_blas() -> str:
+    """PyTensor's BLAS link flags, found by PyTensor's own probe (or the user's setting),
+    without the warning the probe prints where it finds none.
+
+    pip's PyTensor finds no system BLAS on most machines and warns that "operations that
+    might benefit from BLAS will be severely degraded". The package's compiled log densities
+    do not use PyTensor's C BLAS: nutpie's are numba functions, whose matrix products call
+    the BLAS that SciPy ships. The probe still runs wherever a graph rewrite asks for the
+    flags (a sparse product's rewrite does, even for numba), so it is run here once,
+    quietly; its result is the same value PyTensor would have used, so PyTensor's C
+    backend (``sampler="pymc"``) links to a BLAS wherever one is installed.
+    """
+    import warnings
+
+    import pytensor
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+        return str(pytensor.config.blas__ldflags)
+
+
+# ------------------------------------------------------------------ numba for every op
+_POSDEF_LOCK = threading.Lock()
+
+
+def register_numba_positive_definite() -> None:
+    """Give PyMC's positive-definiteness check (``PosDefMatrix``, in ``pm.LKJCorr``'s log
+    density) a numba implementation: without one numba runs its Python ``perform`` in object
+    mode, a Python call in every gradient, and says so in a warning. The check is a Cholesky
+    factorisation that stops at the first pivot that is not > 0 (NaN included), the test
+    ``numpy.linalg.cholesky`` makes in PyMC's own ``perform``. Idempotent."""
+    from pymc.distributions.multivariate import PosDefMatrix
+    from pytensor.link.numba.dispatch import basic as numba_basic
+
+    with _POSDEF_LOCK:
+        if PosDefMatrix in numba_basic.numba_funcify.registry:
+            return
+
+        @numba_basic.register_funcify_default_op_cache_key(PosDefMatrix)
+        def _positive_definite(op, node=None, **kwargs):  # noqa: ARG001
+            @numba_basic.numba_njit
+            def is_positive_definite(x):
+                n = x.shape[0]
+                L = np.zeros((n, n))
+                for j in range(n):
+                    pivot = x[j, j]
+                    for k in range(j):
+                        pivot -= L[j, k] * L[j, k]
+                    if not pivot > 0.0:
+                        return np.array(False)
+                    L[j, j] = np.sqrt(pivot)
+                    for i in range(j + 1, n):
+                        v = x[i, j]
+                        for k in range(j):
+                            v -= L[i, k] * L[j, k]
+                        L[i, j] = v / L[j, j]
+                return np.array(True)
+
+            return is_positive_definite, 1
 
 
 # ------------------------------------------------------------------ model inputs
@@ -212,12 +280,28 @@ def _c_wrapper(template: str, name: str, c_sig, inner, shared: Mapping[str, np.n
     return numba.cfunc(c_sig, cache=key is not None)(function)
 
 
+def _python_linked(initial_point):
+    """PyMC's initial-point function, run with PyTensor's Python linker for the graphs it
+    compiles on first call (an ``OpFromGraph``'s inner graph, e.g. the ``einsum`` of an LKJ
+    draw, follows ``config.mode``, the C backend): a few 2 x 2 products per chain, where the
+    C backend would compile new modules and look for a BLAS library that pip's PyTensor has
+    no way to link (and warns about)."""
+    import pytensor
+
+    def run(seed, *args, **kwargs):
+        with pytensor.config.change_flags(mode="FAST_COMPILE"):
+            return initial_point(seed, *args, **kwargs)
+
+    return run
+
+
 def _nutpie_compile(model):
     """``nutpie.compile_pymc_model(model)`` (numba backend) with :func:`_c_wrapper`'s
     cacheable wrappers; nutpie's own compile where its internals differ from those this
     was written for (nutpie 0.16)."""
     import nutpie
     import nutpie.compile_pymc as ncp
+    import pytensor
     from numba import types
     from pymc.initial_point import make_initial_point_fn
 
@@ -225,14 +309,17 @@ def _nutpie_compile(model):
                  "make_user_data", "CompiledPyMCModel")  # fmt: skip
     if not all(hasattr(ncp, name) for name in internals):
         return nutpie.compile_pymc_model(model)
-    initial_point = ncp._wrap_with_lock(
+    initial_point = ncp._wrap_with_lock(_python_linked(
         make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
                               default_strategy="support_point", return_transformed=True)
-    )  # fmt: skip
-    n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = ncp._make_functions(
-        model, mode="NUMBA", compute_grad=True, join_expanded=True,
-        pymc_initial_point_fn=initial_point, var_names=None,
-    )  # fmt: skip
+    ))  # fmt: skip
+    # the log density is compiled by numba (mode="NUMBA"); only the graphs compiled with the
+    # default mode (nutpie's shape probe runs an initial-point function) use the Python linker
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = ncp._make_functions(
+            model, mode="NUMBA", compute_grad=True, join_expanded=True,
+            pymc_initial_point_fn=initial_point, var_names=None,
+        )  # fmt: skip
     shared_vars, shared_data = {}, {}
     for var in [*logp_fn.get_shared(), *expand_fn.get_shared()]:
         if var.name in shared_vars and shared_vars[var.name] is not var:

@@ -160,7 +160,7 @@ def fit(
     factors = design.factors if isinstance(design, Design) else (design.factor,)
     table = priors.resolve(design.fixed_names, factors).table(factors)
     idata.attrs["prior_table"] = json.dumps(table)  # the priors per parameter, for summary
-    _add_pointwise(idata, data, design, grouped, pointwise, config)
+    _add_pointwise(idata, data, design, pointwise, config)
     diagnose(idata, warn=True)
     return idata
 
@@ -170,7 +170,7 @@ POINTWISE_LIMIT = 20_000_000
 
 
 def _add_pointwise(
-    idata, data, design, grouped, pointwise: bool | None, config: SamplerConfig
+    idata, data, design, pointwise: bool | None, config: SamplerConfig
 ) -> None:
     """``log_likelihood``, ``posterior_predictive``, ``observed_data`` and the columns
     :func:`~lmm_pymc.predictions.predict` needs (``constant_data``)."""
@@ -185,7 +185,7 @@ def _add_pointwise(
         pointwise = n_draws * rows <= POINTWISE_LIMIT
     if not pointwise:
         return
-    add_log_likelihood(idata, design, grouped)
+    add_log_likelihood(idata, design)
     if isinstance(design, Design):
         add_posterior_predictive(idata, design, seed=config.random_seed)
 

@@ -43,7 +43,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from .checks import choice
-from .compiled import packed_input
+from .compiled import packed_input, probe_blas, register_numba_positive_definite
 from .design import Design, GroupedStatistics, GroupingFactor, GroupStatistics
 from .marginal import (
     CrossedStatistics,
@@ -125,6 +125,7 @@ def _covariance(
     # a constant, part of the model's structure: PyMC's LKJ log densities need a constant eta
     eta = priors.etas[f.name]
     if parametrization == "lkj_corr":
+        register_numba_positive_definite()  # LKJCorr's check, compiled instead of object mode
         sigs = vector_rv(f"sigs_{k}", sd_priors, dims=f.effect_dim)
         # free variable: the upper triangle of R, interval transform
         R = pm.LKJCorr(f"R_upper_{k}", n=f.q, eta=eta, return_matrix=True)
@@ -209,6 +210,7 @@ def build_model(
     priors = default_priors(data) if priors is None else priors
     if not isinstance(priors, Priors):
         raise ValueError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
+    probe_blas()  # PyTensor's BLAS probe, once and without its warning
     marginal = parametrization == "marginal"
     grouped = data if isinstance(data, GroupedStatistics) else None
     if grouped is None and marginal and len(data.factors) == 1:

@@ -6,12 +6,14 @@ For posterior draw ``s`` and row ``i``::
     mu_si = X_i beta_s + sum_f Z_fi b_f,s[g_f(i)]          y_si ~ Normal(mu_si, sigma_s)
 
 * :func:`add_log_likelihood`: ``log_likelihood["y"]`` (chain, draw, obs) is the conditional
-  log density of each row given the draw's random effects, what ``az.loo`` and
-  ``az.compare`` read; it estimates the fit to **new rows of the same groups**. For a
-  single grouping factor, ``log_likelihood["y_group"]`` (chain, draw, <factor>) is each
-  group's **marginal** log density with its random effects integrated out
-  (:func:`lmm_pymc.marginal.marginal_loglik_numpy`): ``az.loo(idata, var_name="y_group")``
-  estimates leave-one-group-out, the fit to **new groups**.
+  log density of each row given the draw's random effects, the one variable ``az.loo``,
+  ``az.waic``, ``az.compare`` and ``az.plot_loo_pit`` read by default; it estimates the fit
+  to **new rows of the same groups**.
+* :func:`group_log_likelihood`: for a single grouping factor, an InferenceData whose
+  ``log_likelihood["y"]`` (chain, draw, <factor>) is each group's **marginal** log density
+  with its random effects integrated out (:func:`lmm_pymc.marginal.marginal_loglik_numpy`):
+  ``az.loo`` of it estimates leave-one-group-out, the fit to **new groups**. A fit of
+  per-group sums has no rows: its own ``log_likelihood["y"]`` is this per-group one.
 * :func:`add_posterior_predictive`: ``posterior_predictive["y"]`` replicates the data
   (``az.plot_ppc``), beside ``observed_data["y"]``.
 * :func:`predict`: rows of new data, for groups seen in the fit (their posterior random
@@ -31,10 +33,11 @@ import pandas as pd
 import xarray as xr
 
 from .design import Design, GroupedStatistics
-from .formula import _formula_columns, design_from_formula, split_formula
+from .formula import formula_columns, design_from_formula, split_formula
 
 __all__ = [
     "add_log_likelihood",
+    "group_log_likelihood",
     "add_posterior_predictive",
     "linear_predictor",
     "predict",
@@ -88,46 +91,96 @@ def _replace_group(idata: az.InferenceData, name: str, ds: xr.Dataset) -> None:
         idata.add_groups({name: ds})
 
 
-def add_log_likelihood(
-    idata: az.InferenceData,
-    design: Design | GroupedStatistics,
-    grouped: GroupedStatistics | None = None,
-) -> None:
-    """Add ``log_likelihood["y"]`` (per row; needs a :class:`Design`) and, for one factor,
-    ``log_likelihood["y_group"]`` (per group, marginal) to ``idata`` (module docstring);
-    ``grouped``: the design's per-group sums where already computed."""
+def add_log_likelihood(idata: az.InferenceData, design: Design | GroupedStatistics) -> None:
+    """Add ``log_likelihood["y"]`` to ``idata`` (module docstring): per row (``obs``) given
+    the draw's random effects for a :class:`Design`; per group with the effects integrated
+    out for per-group sums (rows are gone: leave-one-group-out is the only LOO there)."""
     post = idata.posterior
-    groups: dict[str, tuple] = {}
-    if isinstance(design, Design):
+    if isinstance(design, GroupedStatistics):
+        ds = _group_dataset(post, design)
+    else:
         mu = linear_predictor(post, design)
         sigma = _draws(post, "sigma")[:, None]
         ll = -0.5 * np.log(2 * np.pi) - np.log(sigma) - 0.5 * ((design.y[None] - mu) / sigma) ** 2
-        groups["y"] = (ll, ("obs",), {"obs": np.arange(design.n_obs)})
-    if isinstance(design, GroupedStatistics):
-        grouped = design
-    elif grouped is None and len(design.factors) == 1:
-        grouped = design.grouped_statistics()
-    if grouped is not None:
-        from .marginal import marginal_loglik_numpy
-
-        beta, sigma = _draws(post, "beta"), _draws(post, "sigma")
-        sigs, R = _draws(post, "sigs"), _draws(post, "R")
-        Sigma = sigs[:, :, None] * R * sigs[:, None, :]
-        stats = grouped.statistics
-        # draws in blocks of ~2e6 numbers of (draws, J, q, q)
-        step = max(1, 2_000_000 // stats.ZtZ.size)
-        per_group = np.concatenate([
-            marginal_loglik_numpy(stats, beta[s : s + step], sigma[s : s + step],
-                                  Sigma[s : s + step])
-            for s in range(0, beta.shape[0], step)
-        ])  # fmt: skip
-        f = grouped.factor
-        groups["y_group"] = (per_group, (f.level_dim,), {f.level_dim: list(f.labels)})
-    ds = None
-    for name, (values, dims, coords) in groups.items():
-        one = _dataset(values, post, dims, coords).rename({"y": name})
-        ds = one if ds is None else ds.merge(one)
+        ds = _dataset(ll, post, ("obs",), {"obs": np.arange(design.n_obs)})
     _replace_group(idata, "log_likelihood", ds)
+
+
+def _group_dataset(post: xr.Dataset, grouped: GroupedStatistics) -> xr.Dataset:
+    """``y`` (chain, draw, <factor>): each group's marginal log density per draw."""
+    from .marginal import marginal_loglik_numpy
+
+    beta, sigma = _draws(post, "beta"), _draws(post, "sigma")
+    sigs, R = _draws(post, "sigs"), _draws(post, "R")
+    Sigma = sigs[:, :, None] * R * sigs[:, None, :]
+    stats = grouped.statistics
+    # draws in blocks of ~2e6 numbers of (draws, J, q, q)
+    step = max(1, 2_000_000 // stats.ZtZ.size)
+    per_group = np.concatenate([
+        marginal_loglik_numpy(stats, beta[s : s + step], sigma[s : s + step],
+                              Sigma[s : s + step])
+        for s in range(0, beta.shape[0], step)
+    ])  # fmt: skip
+    f = grouped.factor
+    return _dataset(per_group, post, (f.level_dim,), {f.level_dim: list(f.labels)})
+
+
+def group_log_likelihood(
+    idata: az.InferenceData, data: Design | GroupedStatistics | None = None
+) -> az.InferenceData:
+    """The fit's posterior with a per-group ``log_likelihood["y"]``: each group's log density
+    with its random effects integrated out, so ``az.loo`` of the result estimates
+    **leave-one-group-out** (the fit to new groups) where ``az.loo(idata)`` estimates the
+    fit to new rows of known groups.
+
+    Parameters
+    ----------
+    idata : InferenceData
+        A fit of :func:`lmm_pymc.fit` with one grouping factor.
+    data : Design or GroupedStatistics, optional
+        The fitted data where the fit was not given a data frame or a simulation (those keep
+        their columns in ``constant_data`` and ``observed_data``, from which the per-group
+        sums are rebuilt).
+
+    Returns
+    -------
+    InferenceData
+        Groups ``posterior`` (the fit's) and ``log_likelihood`` (``y``: chain, draw, factor).
+
+    Examples
+    --------
+    >>> loo_groups = az.loo(lmm_pymc.group_log_likelihood(idata))  # doctest: +SKIP
+    """
+    if data is None:
+        data = _fitted_design(idata)
+    if isinstance(data, Design):
+        if len(data.factors) != 1:
+            raise ValueError(
+                "group_log_likelihood needs a fit with one grouping factor (leave one level "
+                f"out), found {len(data.factors)}: {[f.name for f in data.factors]}"
+            )
+        data = data.grouped_statistics()
+    if not isinstance(data, GroupedStatistics):
+        raise TypeError(
+            f"data must be a Design or GroupedStatistics, found {type(data).__name__}"
+        )
+    ds = _group_dataset(idata.posterior, data)
+    return az.InferenceData(posterior=idata.posterior, log_likelihood=ds)
+
+
+def _fitted_design(idata: az.InferenceData) -> Design:
+    """The fitted rows' design, rebuilt from ``constant_data``, ``observed_data`` and the
+    formula that :func:`lmm_pymc.fit` keeps."""
+    formula = idata.attrs.get("formula")
+    if not formula or "observed_data" not in idata.groups():
+        raise ValueError(
+            "idata keeps no fitted rows (a fit of a data frame or a simulation with "
+            "pointwise=True keeps them); pass data= the fitted Design or GroupedStatistics"
+        )
+    frame = _fitted_frame(idata)
+    _, response, _, _ = split_formula(formula)
+    frame[response or "y"] = idata.observed_data["y"].values
+    return design_from_formula(formula, frame)
 
 
 def add_posterior_predictive(
@@ -148,7 +201,7 @@ def store_data(idata: az.InferenceData, frame: pd.DataFrame, formula: str) -> No
     """Keep the columns ``formula`` uses in ``idata.constant_data`` (for :func:`predict`)."""
     rhs, response, _, _ = split_formula(formula)
     data = {}
-    for c in sorted(_formula_columns(rhs, frame) - {response}):
+    for c in sorted(formula_columns(rhs, frame) - {response}):
         values = frame[c].to_numpy()
         data[c] = ("obs", values.astype(str) if values.dtype == object else values)
     _replace_group(idata, "constant_data", xr.Dataset(data, coords={"obs": np.arange(len(frame))}))

@@ -238,3 +238,36 @@ def test_bad_model_input(tutorial_sim, crossed_design):
 def test_bad_priors(field, value):
     with pytest.raises(ValueError, match=rf"Priors.{field} must be"):
         Priors(**{field: value})
+
+
+def test_positive_definite_check_compiles_to_numba_and_agrees_with_numpy():
+    """PyMC's LKJCorr check runs in numba, not object mode (no warning), and says what
+    numpy's Cholesky says on positive definite, singular, indefinite and NaN matrices."""
+    import warnings
+
+    import pytensor
+    import pytensor.tensor as pt
+    from pymc.distributions.multivariate import matrix_pos_def
+
+    from lmm_pymc.compiled import register_numba_positive_definite
+
+    register_numba_positive_definite()
+    x = pt.dmatrix("x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an object-mode fallback warns: fail on it
+        check = pytensor.function([x], matrix_pos_def(x), mode="NUMBA")
+    cases = {
+        "identity": np.eye(3),
+        "correlation": np.array([[1.0, 0.5, 0.2], [0.5, 1.0, 0.3], [0.2, 0.3, 1.0]]),
+        "singular": np.ones((3, 3)),
+        "indefinite": np.array([[1.0, 2.0], [2.0, 1.0]]),
+        "negative diagonal": -np.eye(2),
+        "nan": np.array([[1.0, np.nan], [np.nan, 1.0]]),
+    }
+    for name, m in cases.items():
+        try:
+            np.linalg.cholesky(m)
+            want = not np.isnan(m).any()
+        except np.linalg.LinAlgError:
+            want = False
+        assert bool(check(m)) is want, name

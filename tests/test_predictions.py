@@ -38,14 +38,58 @@ def fits(sim) -> dict[str, az.InferenceData]:
 def test_fit_carries_the_groups_arviz_reads(fits, sim) -> None:
     for idata in fits.values():
         assert {"log_likelihood", "posterior_predictive", "observed_data"} <= set(idata.groups())
+        assert list(idata.log_likelihood.data_vars) == ["y"]  # ArviZ's defaults need one
         assert idata.log_likelihood["y"].shape[-1] == sim.design.n_obs
         np.testing.assert_array_equal(idata.observed_data["y"].values, sim.design.y)
-        loo = az.loo(idata, var_name="y")
-        assert np.isfinite(loo.elpd_loo)
+        # ArviZ's defaults, no var_name: the README's calls
+        loo = az.loo(idata)
+        assert loo.n_data_points == sim.design.n_obs and np.isfinite(loo.elpd_loo)
+        assert np.isfinite(az.waic(idata).elpd_waic)
         az.plot_ppc(idata, num_pp_samples=20)  # runs: the groups are what ArviZ expects
-    # marginal: leave-one-group-out from the per-group marginal likelihood
-    logo = az.loo(fits["marginal"], var_name="y_group")
-    assert logo.n_data_points == 20 and np.isfinite(logo.elpd_loo)
+        az.plot_loo_pit(idata, y="y")
+    compared = az.compare(fits)
+    assert set(compared.index) == {"marginal", "cholesky"}
+    # leave-one-group-out from the per-group marginal likelihood, rebuilt from the fit's data
+    for idata in fits.values():
+        logo = az.loo(lmm_pymc.group_log_likelihood(idata))
+        assert logo.n_data_points == 20 and np.isfinite(logo.elpd_loo)
+    # the same from the design passed explicitly: identical numbers
+    a = lmm_pymc.group_log_likelihood(fits["marginal"])
+    b = lmm_pymc.group_log_likelihood(fits["marginal"], sim.design)
+    np.testing.assert_array_equal(a.log_likelihood["y"].values, b.log_likelihood["y"].values)
+
+
+def test_group_log_likelihood_sums_each_groups_rows_marginal_density(fits, sim) -> None:
+    # rel 1e-9: the per-group density from sums equals the N(X beta, sigma^2 I + Z Sigma Z')
+    # density of the group's rows computed by scipy; only rounding differs
+    from scipy import stats
+
+    idata = fits["cholesky"]
+    post = idata.posterior
+    ll = lmm_pymc.group_log_likelihood(idata).log_likelihood["y"]
+    f = sim.design.factors[0]
+    s = (1, 7)  # one draw
+    beta = post["beta"].values[s]
+    sigma = float(post["sigma"].values[s])
+    sigs, R = post["sigs"].values[s], post["R"].values[s]
+    Sigma = sigs[:, None] * R * sigs[None, :]
+    for j in (0, 5):
+        rows = f.index == j
+        Z = f.Z[rows]
+        cov = sigma**2 * np.eye(rows.sum()) + Z @ Sigma @ Z.T
+        want = stats.multivariate_normal(sim.design.X[rows] @ beta, cov).logpdf(sim.design.y[rows])
+        got = ll.sel(chain=1, draw=7).values[j]
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_group_log_likelihood_needs_one_factor_and_the_rows() -> None:
+    import xarray as xr
+
+    bare = az.InferenceData(posterior=xr.Dataset({"sigma": (("chain", "draw"), np.ones((1, 2)))}))
+    with pytest.raises(ValueError, match="pass data="):
+        lmm_pymc.group_log_likelihood(bare)
+    with pytest.raises(TypeError, match="found DataFrame"):
+        lmm_pymc.group_log_likelihood(bare, pd.DataFrame({"y": [1.0]}))
 
 
 def test_log_likelihood_is_the_normal_density(fits, sim) -> None:
