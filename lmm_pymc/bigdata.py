@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .design import GroupedStatistics, GroupingFactor, GroupStatistics
+from .errors import require
 
 __all__ = ["group_statistics_from_files"]
 
@@ -154,8 +155,8 @@ def group_statistics_from_files(
     >>> stats.statistics.XtX.shape  # doctest: +SKIP
     (1000, 2, 2)
     """
-    import dask
-    import dask.dataframe as dd
+    dask = require("dask", "dask", "group_statistics_from_files")
+    dd = require("dask.dataframe", "dask", "group_statistics_from_files")
 
     resolved = _resolve_paths(paths)
     fmt = _file_format(resolved, file_format)
@@ -167,6 +168,7 @@ def group_statistics_from_files(
     if fmt == "csv":
         frame = dd.read_csv(resolved, blocksize=blocksize)
     else:
+        require("pyarrow", "dask", "reading Parquet files")
         frame = dd.read_parquet(resolved)
     missing = [c for c in columns if c not in frame.columns]
     if missing:

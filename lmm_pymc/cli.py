@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 from .checks import non_negative_int, positive_int, probability
+from .errors import MissingExtraError, StanUnavailableError
 
 __all__ = ["build_parser", "main"]
 
@@ -127,13 +128,11 @@ def _sampler_config(args: argparse.Namespace, **over: object):
 
 
 def _print_table(table, *, precise: bool = False) -> None:
-    """Every table the command line prints: a data frame, all columns, fixed width."""
-    import pandas as pd
+    """Every table the command line prints: a data frame, all columns, fixed width, numbers
+    formatted per column (:func:`lmm_pymc.summaries.text_table`)."""
+    from .summaries import text_table
 
-    fmt = "{:.6g}".format if precise else "{:.3f}".format
-    with pd.option_context("display.width", 160, "display.max_columns", 30,
-                           "display.float_format", fmt):  # fmt: skip
-        print(table.to_string(index=False))
+    print(text_table(table, precise=precise))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -525,7 +524,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
     if not args.debug:
         _one_line_warnings()
     prog = f"lmm-pymc {args.command}"
@@ -547,7 +545,7 @@ def _classify(err: Exception) -> tuple[int, str]:
     """Exit code and kind of an error that ended a command (see the module docstring)."""
     if isinstance(err, ValueError):
         return 2, "error"
-    if type(err).__name__ == "StanUnavailableError":  # no import of the Stan modules here
+    if isinstance(err, StanUnavailableError | MissingExtraError):
         return 3, "could not run"
     if isinstance(err, OSError):
         return 2, "error"

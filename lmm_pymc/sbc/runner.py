@@ -15,6 +15,7 @@ import arviz as az
 import numpy as np
 
 from ..checks import positive_int
+from ..errors import require
 from ..simulation import Simulation
 from .config import SBCConfig
 from .prior import ranked_targets, simulate_from_prior
@@ -98,7 +99,8 @@ def run_one(config: SBCConfig | Mapping, index: int) -> dict:
 def _dask_client(workers: int | None, scheduler: str | None) -> Iterator[tuple[object, int]]:
     """A Dask client on a new ``LocalCluster`` (``workers`` single-threaded processes) or on
     the scheduler at ``scheduler``, and the number of workers; closed on exit."""
-    from dask.distributed import Client, LocalCluster
+    distributed = require("dask.distributed", "dask", "run_sbc (simulations on Dask)")
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
     if scheduler is not None:
         client = Client(scheduler)

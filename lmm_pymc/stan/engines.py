@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import StanUnavailableError, require
+
 from ..checks import positive_int
 from .names import flatten, split_name, unflatten
 from .programs import stan_file
@@ -74,14 +76,9 @@ _FLAG_VARIABLES = ("CXX", "CXXFLAGS", "CPPFLAGS", "LDFLAGS", "LDLIBS", "STANCFLA
                    "STAN_THREADS", "STAN_OPENCL", "MAKE")  # fmt: skip
 
 
-class StanUnavailableError(RuntimeError):
-    """No Stan engine can run here; the message says what to install."""
-
-
 def _json(data: Mapping[str, object]) -> str:
     """Stan's JSON of a data dict (NumPy arrays allowed), keys sorted."""
-    import stanio
-
+    stanio = require("stanio", "stan", "Stan data as JSON")
     return stanio.dump_stan_json(dict(sorted(dict(data).items())))
 
 

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..errors import require
+
 from ..design import Design
 
 __all__ = [
@@ -72,7 +74,7 @@ def split_name(flat_name: str) -> tuple[str, tuple[int, ...]]:
 
 def _variables(names: Sequence[str]) -> dict:
     """``stanio`` variables (name, position, shape) of Stan's flat ``names``."""
-    import stanio  # a BridgeStan dependency, in the ``stan`` extra
+    stanio = require("stanio", "stan", "Stan's flat parameter names")
 
     for name in names:
         split_name(name)  # validate before stanio parses
@@ -86,8 +88,7 @@ def unflatten(values: Sequence[float] | np.ndarray, names: Sequence[str]) -> dic
         raise ValueError(f"values must have shape ({len(names)},), found {values.shape}")
     if not len(names):
         return {}
-    import stanio
-
+    stanio = require("stanio", "stan", "Stan's flat parameter names")
     out = stanio.stan_variables(_variables(names), values)
     return {name: np.asarray(v, dtype=float) for name, v in out.items()}
 
