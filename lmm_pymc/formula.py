@@ -136,6 +136,22 @@ def _split_terms(rhs: str) -> tuple[str, list[tuple[str, str]]]:
     return " + ".join(p for p in rest if p) or "1", terms
 
 
+def _formulae_error(formula: str, rhs: str, err: Exception) -> ValueError:
+    """One line for a formulae failure: a syntax error (its parser's and scanner's errors)
+    is "could not be parsed"; anything else happened while the terms ``rhs`` were evaluated
+    on the data (a function of a text column, say), and is said so."""
+    from formulae.parser import ParseError
+    from formulae.scanner import ScanError
+
+    reason = f"{type(err).__name__}: {' '.join(str(err).split())}"
+    if isinstance(err, ParseError | ScanError):
+        return ValueError(f"formula {formula!r} could not be parsed by formulae: {reason}")
+    return ValueError(
+        f"formula {formula!r}: the terms {rhs.strip()!r} could not be evaluated on data "
+        f"({reason}); check the columns' types, e.g. a function of a text column"
+    )
+
+
 def _columns(
     rhs: str, frame: pd.DataFrame, formula: str, full_rhs: str, *, what: str
 ) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -148,10 +164,8 @@ def _columns(
     except KeyError as err:
         column = str(err.args[0]) if err.args else str(err)
         raise _unknown_column_error(column, full_rhs, frame) from None
-    except Exception as err:  # formulae's ParseError, ScanError and friends
-        raise ValueError(
-            f"formula {formula!r} could not be parsed by formulae: {type(err).__name__}: {err}"
-        ) from None
+    except Exception as err:  # noqa: BLE001 - any failure of formulae, said in one line
+        raise _formulae_error(formula, rhs, err) from None
     if common is None:
         raise ValueError(f"formula must have at least one {what}, found {formula!r}")
     matrix = np.asarray(common.design_matrix, dtype=float)
@@ -326,10 +340,8 @@ def _check_formula(
     rhs, response, cleaned, correlated = split_formula(formula)
     try:
         model_description(rhs)
-    except Exception as err:  # formulae's ParseError, ScanError and friends
-        raise ValueError(
-            f"formula {formula!r} could not be parsed by formulae: {type(err).__name__}: {err}"
-        ) from None
+    except Exception as err:  # noqa: BLE001 - any failure of formulae, said in one line
+        raise _formulae_error(formula, rhs, err) from None
     if not correlated:
         raise ValueError(
             f"formula must have at least one random term such as (1 | g), found {formula!r}"

@@ -127,3 +127,14 @@ def test_a_level_coded_column_is_column_level_whatever_its_number_of_levels():
     assert d.fixed_names == ("intercept", "x", "Sex[M]", "recipe[B]", "recipe[C]", "x:Sex[M]")
     assert tuple(d.factors[0].effect_names) == ("intercept", "Sex[M]")
     assert d.factors[0].terms == ("intercept|g", "Sex[M]|g")
+
+
+def test_a_term_that_fails_on_the_data_is_not_called_a_parse_error():
+    df = pd.DataFrame({"y": np.arange(8.0), "s": list("abcdabcd"), "g": [1, 2] * 4})
+    with pytest.raises(ValueError) as err:
+        design_from_formula("y ~ np.log(s) + (1 | g)", df)
+    text = str(err.value)
+    assert "could not be evaluated on data" in text and "TypeError" in text
+    assert "could not be parsed" not in text
+    with pytest.raises(ValueError, match="could not be parsed by formulae: ParseError"):
+        design_from_formula("y ~ x + + (1 | g", df)
