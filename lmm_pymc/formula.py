@@ -26,11 +26,6 @@ __all__ = ["design_from_formula", "formula_columns", "split_formula"]
 _GROUP_TERM = re.compile(r"\(([^()|]*?)(\|\|?)([^()|]*?)\)")
 
 
-def _effect_name(name: str) -> str:
-    """formulae's ``Intercept`` / ``1`` is the core's ``intercept``."""
-    return "intercept" if name in ("Intercept", "1") else name
-
-
 def split_formula(formula: str) -> tuple[str, str | None, str, dict[str, bool]]:
     """Split a formula into ``(rhs_for_formulae, response, cleaned, correlated)``.
 
@@ -169,9 +164,10 @@ def _columns(
     if common is None:
         raise ValueError(f"formula must have at least one {what}, found {formula!r}")
     matrix = np.asarray(common.design_matrix, dtype=float)
-    # formulae's labels: ``x``, ``Sex[Male]`` (a level-coded column is ``column[level]``
-    # whatever the number of levels, as bambi writes it), ``x:Sex[Male]``
-    names = [_effect_name(label) for term in common.slices for label in common.terms[term].labels]
+    # formulae's labels: ``Intercept`` (the core's ``intercept``), ``x``, ``Sex[Male]`` (a
+    # level-coded column is ``column[level]`` whatever its levels, as bambi writes it)
+    labels = [label for term in common.slices for label in common.terms[term].labels]
+    names = ["intercept" if n in ("Intercept", "1") else n for n in labels]
     if len(names) != matrix.shape[1]:  # formulae labels every column; keep a safe fallback
         names = [f"X{k}" for k in range(matrix.shape[1])]
     return matrix, tuple(names)
