@@ -1,8 +1,9 @@
 """Per-group sufficient statistics of data sets larger than memory, with dask.dataframe.
 
 The Gaussian LMM's likelihood with the random effects integrated out needs only, per
-group ``j``, the sums ``n, X'X, X'Z, Z'Z, X'y, Z'y, y'y`` (see
-:meth:`lmm_pymc.Design.group_statistics`). For ``y ~ 1 + x + (1 + x | group)`` with
+group ``j``, the sums ``n, X'X, X'Z, Z'Z, X'y, Z'y, y'y``
+(:class:`lmm_pymc.GroupStatistics`; :meth:`lmm_pymc.Design.grouped_statistics` computes them
+from rows in memory). For ``y ~ 1 + x + (1 + x | group)`` with
 ``X = Z = (1, x)`` these follow from six column sums per group::
 
     n = sum 1,  Sx = sum x,  Sxx = sum x^2,  Sy = sum y,  Sxy = sum x y,  Syy = sum y^2
@@ -106,6 +107,54 @@ def _add_tables(*parts):
     return table, sum(m for _, m in parts)
 
 
+def _read_columns(dd, paths, file_format, blocksize, columns: list[str], scheduler):
+    """The lazy dask frame of ``columns`` (outcome, predictor, group) of the files, checked:
+    three different names, all present, the first two numeric."""
+    y, x, group = columns
+    resolved = _resolve_paths(paths)
+    fmt = _file_format(resolved, file_format)
+    if len(set(columns)) != 3:
+        raise ValueError(f"y, x and group must name three different columns, found {columns}")
+    if scheduler is not None and scheduler not in _SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {list(_SCHEDULERS)}, found {scheduler!r}")
+    if fmt == "csv":
+        frame = dd.read_csv(resolved, blocksize=blocksize)
+    else:
+        require("pyarrow", "dask", "reading Parquet files")
+        frame = dd.read_parquet(resolved)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"data is missing column(s) {missing}; expected columns {columns}, "
+            f"found {list(frame.columns)}"
+        )
+    frame = frame[columns]  # only these columns are read from the files
+    for name in (x, y):
+        dtype = frame[name].dtype
+        if not (np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.bool_)):
+            raise ValueError(f"column {name!r} must be numeric, found dtype {dtype}")
+
+    return frame
+
+
+def _grouped(table, x: str, group: str) -> GroupedStatistics:
+    """The :class:`GroupedStatistics` of ``y ~ 1 + x + (1 + x | group)`` from the table of
+    the six sums per group (one row per label)."""
+    n, Sx, Sxx, Sy, Sxy, Syy = (table[c].to_numpy(dtype=float) for c in _SUMS)
+    # (J, 2, 2) = [[n, Sx], [Sx, Sxx]]
+    gram = np.stack([np.stack([n, Sx], -1), np.stack([Sx, Sxx], -1)], axis=1)
+    # (J, 2) = [Sy, Sxy]
+    cross = np.stack([Sy, Sxy], axis=-1)
+    names = ("intercept", x)  # the names the formula y ~ 1 + x + (1 + x | group) gives
+    factor = GroupingFactor(name=group, labels=tuple(table.index.tolist()),
+                            index=np.zeros(0, dtype=np.int64), Z=np.zeros((0, 2)),
+                            effect_names=names)  # fmt: skip
+    stats = GroupStatistics(
+        n=n, XtX=gram, XtZ=gram.copy(), ZtZ=gram.copy(), Xty=cross, Zty=cross.copy(), yty=Syy
+    )
+    return GroupedStatistics(stats, names, factor)
+
+
 def group_statistics_from_files(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -130,7 +179,7 @@ def group_statistics_from_files(
     blocksize : str or int
         Bytes per CSV block read at a time (Parquet is read by row group).
     group_labels : sequence, optional
-        Order of the groups in the result (e.g. ``Design.group_labels``, order of first
+        Order of the groups in the result (e.g. ``design.factors[0].labels``, order of first
         appearance); default: labels sorted.
     scheduler : str, optional
         Dask scheduler of the pass over the data (``"threads"``, ``"processes"``,
@@ -140,14 +189,16 @@ def group_statistics_from_files(
     Returns
     -------
     GroupedStatistics
-        Equal to ``Design.from_dataframe(all rows).group_statistics()`` for the same order
-        of groups, up to floating-point summation order.
+        Equal to ``design_from_formula(f"{y} ~ 1 + {x} + (1 + {x} | {group})", all
+        rows).grouped_statistics()`` for the same order of groups, up to floating-point
+        summation order.
 
     Raises
     ------
     ValueError
         On a missing column, non-numeric or non-finite ``x`` or ``y``, missing group labels,
-        or fewer than two groups (the checks of :meth:`Design.from_dataframe`).
+        or fewer than two groups (the checks :func:`lmm_pymc.design_from_formula` makes on
+        rows in memory).
 
     Examples
     --------
@@ -158,29 +209,7 @@ def group_statistics_from_files(
     dask = require("dask", "dask", "group_statistics_from_files")
     dd = require("dask.dataframe", "dask", "group_statistics_from_files")
 
-    resolved = _resolve_paths(paths)
-    fmt = _file_format(resolved, file_format)
-    columns = [y, x, group]
-    if len(set(columns)) != 3:
-        raise ValueError(f"y, x and group must name three different columns, found {columns}")
-    if scheduler is not None and scheduler not in _SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {list(_SCHEDULERS)}, found {scheduler!r}")
-    if fmt == "csv":
-        frame = dd.read_csv(resolved, blocksize=blocksize)
-    else:
-        require("pyarrow", "dask", "reading Parquet files")
-        frame = dd.read_parquet(resolved)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"data is missing column(s) {missing}; expected columns {columns}, "
-            f"found {list(frame.columns)}"
-        )
-    frame = frame[columns]  # only these columns are read from the files
-    for name in (x, y):
-        dtype = frame[name].dtype
-        if not (np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.bool_)):
-            raise ValueError(f"column {name!r} must be numeric, found dtype {dtype}")
+    frame = _read_columns(dd, paths, file_format, blocksize, [y, x, group], scheduler)
 
     # one pass over the data: every block to J x 8 sums, then a tree of additions
     level = [dask.delayed(_block_sums)(block, y, x, group) for block in frame.to_delayed()]
@@ -198,18 +227,5 @@ def group_statistics_from_files(
             f"column {group!r} must have at least 2 groups to estimate group-level variation, "
             f"found {len(table)} ({list(table.index)})"
         )
-    table = table.sort_index()
-    n, Sx, Sxx, Sy, Sxy, Syy = (table[c].to_numpy(dtype=float) for c in _SUMS)
-    # (J, 2, 2) = [[n, Sx], [Sx, Sxx]]
-    gram = np.stack([np.stack([n, Sx], -1), np.stack([Sx, Sxx], -1)], axis=1)
-    # (J, 2) = [Sy, Sxy]
-    cross = np.stack([Sy, Sxy], axis=-1)
-    names = ("intercept", x)  # the names the formula y ~ 1 + x + (1 + x | group) gives
-    factor = GroupingFactor(name=group, labels=tuple(table.index.tolist()),
-                            index=np.zeros(0, dtype=np.int64), Z=np.zeros((0, 2)),
-                            effect_names=names)  # fmt: skip
-    stats = GroupStatistics(
-        n=n, XtX=gram, XtZ=gram.copy(), ZtZ=gram.copy(), Xty=cross, Zty=cross.copy(), yty=Syy
-    )
-    result = GroupedStatistics(stats, names, factor)
+    result = _grouped(table.sort_index(), x, group)
     return result if group_labels is None else result.reorder(group_labels)

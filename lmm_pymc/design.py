@@ -229,6 +229,12 @@ class GroupedStatistics:
             )
 
     @property
+    def factors(self) -> tuple[GroupingFactor, ...]:
+        """``(factor,)``: the sums hold one grouping factor (as a :class:`Design`'s
+        ``factors``)."""
+        return (self.factor,)
+
+    @property
     def group_labels(self) -> tuple:
         return self.factor.labels
 

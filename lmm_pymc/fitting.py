@@ -13,9 +13,10 @@ import arviz as az
 import pandas as pd
 
 from . import tutorial
-from .design import Design, GroupedStatistics, GroupStatistics
+from .design import Design, GroupedStatistics
 from .formula import design_from_formula
-from .models import build_model, integrated_factor, resolve_parametrization
+from .marginal import MarginalPlan, add_random_effects
+from .models import build_model, resolve_parametrization
 from .priors import Priors, default_priors
 from .sampling import SamplerConfig, diagnose, sample_model
 from .simulation import Simulation
@@ -113,52 +114,19 @@ def fit(
     design = as_design(data, formula)
     parametrization = resolve_parametrization(design, parametrization)
     priors = default_priors(design) if priors is None else priors
-    # per-group sums once: the marginal likelihood, the b draws and the group log-likelihood
-    grouped = design if isinstance(design, GroupedStatistics) else None
-    if grouped is None and parametrization == "marginal" and len(design.factors) == 1:
-        grouped = design.grouped_statistics()
-    crossed = integrated = None
-    if grouped is None and parametrization == "marginal":
-        # crossed: the integrated factor's sums and the cross-products, once for the model
-        # and the exact draws of its effects
-        from .marginal import crossed_statistics
-
-        f = integrated_factor(design, integrate)
-        stats = GroupStatistics.from_rows(design.X, f.Z, design.y, f.index, f.n_levels)
-        integrated = GroupedStatistics(stats, design.fixed_names, f)
-        crossed = crossed_statistics(design, f)
-    model = build_model(
-        grouped if grouped is not None else design,
-        parametrization,
-        priors=priors,
-        integrate=integrate,
-        crossed=crossed,
-    )
+    # what the marginal likelihood integrates, from which sums: once for the model and the
+    # exact draws of the integrated effects
+    plan = MarginalPlan.from_data(design, integrate) if parametrization == "marginal" else None
+    model = build_model(design, parametrization, priors=priors, integrate=integrate, plan=plan)
     # the fewest levels of any factor of a marginal model sets its default target_accept
-    n_groups = (
-        grouped.factor.n_levels
-        if grouped is not None
-        else min(f.n_levels for f in design.factors)
-        if parametrization == "marginal"
-        else None
-    )
-    idata = sample_model(model, config, parametrization, n_groups)
-    if parametrization == "marginal":
-        # exact conditional draws b_j | hyperparameters, y (and the other factors' b)
-        from .marginal import add_random_effects
-
-        if grouped is not None:
-            add_random_effects(idata, grouped, seed=config.random_seed)
-        else:
-            add_random_effects(
-                idata, integrated, seed=config.random_seed, design=design, crossed=crossed
-            )
+    idata = sample_model(model, config, parametrization, plan.n_groups if plan else None)
+    if plan is not None:  # exact conditional draws b_j | hyperparameters, y (, other b)
+        add_random_effects(idata, plan, seed=config.random_seed)
     idata.attrs["formula"] = getattr(design, "formula", "") or (formula or tutorial.FORMULA)
     idata.attrs["parametrization"] = parametrization
     idata.attrs["sampler"] = config.sampler
     idata.attrs["priors"] = json.dumps(priors.to_dict())
-    factors = design.factors if isinstance(design, Design) else (design.factor,)
-    table = priors.resolve(design.fixed_names, factors).table(factors)
+    table = priors.resolve(design.fixed_names, design.factors).table(design.factors)
     idata.attrs["prior_table"] = json.dumps(table)  # the priors per parameter, for summary
     _add_pointwise(idata, data, design, pointwise, config)
     diagnose(idata, warn=True)

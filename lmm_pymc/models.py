@@ -24,11 +24,12 @@ Parametrizations (:data:`PARAMETRIZATIONS`):
     One grouping factor's random effects integrated out exactly (:mod:`lmm_pymc.marginal`):
     ``LKJCholeskyCov`` for the covariance (``sigs_k`` for an uncorrelated factor) and a
     likelihood from per-group sums, O(groups) per gradient. ``b_k`` is drawn exactly after
-    sampling by :func:`lmm_pymc.fit`. The default wherever the formula has one factor.
+    sampling by :func:`lmm_pymc.fit`. The default: with crossed factors the one with the most
+    levels is integrated out (:class:`~lmm_pymc.marginal.MarginalPlan`) and the others'
+    effects are sampled non-centred, as in ``cholesky``.
 ``cholesky``
     ``LKJCholeskyCov(eta, sd_dist=HalfNormal)`` on the packed Cholesky factor ``L_k``,
-    non-centred ``z_k ~ Normal(0, 1)``, ``b_k = z_k L_k'``. Any q, crossed factors; the
-    default for more than one factor.
+    non-centred ``z_k ~ Normal(0, 1)``, ``b_k = z_k L_k'``. Any q, crossed factors.
 ``lkj_corr``
     The tutorial's Stan model term for term: ``R_k ~ LKJ(eta)`` as an explicit correlation
     matrix, ``sigs_k ~ HalfNormal``, centred ``b_k ~ MvNormal(0, Sigma_k)``. Refused for a
@@ -38,35 +39,24 @@ Parametrizations (:data:`PARAMETRIZATIONS`):
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
 from .checks import choice
 from .compiled import packed_input, probe_blas, register_numba_positive_definite
-from .design import Design, GroupedStatistics, GroupingFactor, GroupStatistics
+from .design import Design, GroupedStatistics, GroupingFactor
 from .marginal import (
-    CrossedStatistics,
+    MarginalPlan,
     crossed_marginal_loglik,
-    crossed_statistics,
     marginal_loglik,
     residual_marginal_loglik,
 )
-from .priors import (
-    Priors,
-    ResolvedPriors,
-    default_priors,
-    scalar_rv,
-    vector_dist,
-    vector_rv,
-)
+from .priors import Priors, ResolvedPriors, default_priors, scalar_rv, vector_dist, vector_rv
 
-__all__ = [
-    "PARAMETRIZATIONS",
-    "build_model",
-    "integrated_factor",
-    "resolve_parametrization",
-]
+__all__ = ["PARAMETRIZATIONS", "build_model", "resolve_parametrization"]
 
 #: Names of the parametrizations :func:`build_model` accepts.
 PARAMETRIZATIONS: tuple[str, ...] = ("marginal", "cholesky", "lkj_corr")
@@ -77,7 +67,6 @@ def resolve_parametrization(
 ) -> str:
     """The parametrization to use for ``data``: ``parametrization`` after checking that it
     applies, or the default (``marginal``: one factor's random effects integrated out)."""
-    factors = (data.factor,) if isinstance(data, GroupedStatistics) else data.factors
     if parametrization is None:
         return "marginal"
     choice("parametrization", parametrization, PARAMETRIZATIONS)
@@ -87,7 +76,7 @@ def resolve_parametrization(
             f"'marginal', found parametrization={parametrization!r}"
         )
     if parametrization == "lkj_corr":
-        big = [f"{f.name} (q = {f.q})" for f in factors if f.correlated and f.q > 2]
+        big = [f"{f.name} (q = {f.q})" for f in data.factors if f.correlated and f.q > 2]
         if big:
             raise ValueError(
                 "parametrization 'lkj_corr' is limited to q <= 2 correlated effects per factor "
@@ -96,21 +85,14 @@ def resolve_parametrization(
     return parametrization
 
 
-def integrated_factor(
-    data: Design | GroupedStatistics, integrate: str | None = None
-) -> GroupingFactor:
-    """The grouping factor whose random effects ``marginal`` integrates out: ``integrate``
-    (a factor's name, as in the formula) or the one with the most levels (the first of
-    equals)."""
-    factors = (data.factor,) if isinstance(data, GroupedStatistics) else data.factors
-    if integrate is None:
-        return max(factors, key=lambda f: f.n_levels)
-    names = [f.name for f in factors]
-    if integrate not in names:
-        raise ValueError(
-            f"integrate must name a grouping factor among {names}, found {integrate!r}"
-        )
-    return factors[names.index(integrate)]
+class FactorEffects(NamedTuple):
+    """One factor's variables: ``sigs`` (q,), ``R`` (q, q), ``L`` the Cholesky factor of
+    Sigma (None for the centred ``lkj_corr``) and ``b`` (J, q; None when integrated out)."""
+
+    sigs: pt.TensorVariable
+    R: pt.TensorVariable
+    L: pt.TensorVariable | None
+    b: pt.TensorVariable | None
 
 
 def _covariance(
@@ -156,13 +138,130 @@ def _random_effects(f: GroupingFactor, parametrization: str, sigs, R, L) -> pt.T
     return pm.MvNormal(f"b_{k}", mu=np.zeros(f.q), cov=Sigma, dims=dims)
 
 
+def _factor_effects(
+    factors, parametrization: str, priors: ResolvedPriors, integrated: str | None
+) -> dict[str, FactorEffects]:
+    """Every factor's :class:`FactorEffects`, and the Deterministics ``sigs`` and ``R``
+    (block diagonal) over all factors. ``marginal`` puts the integrated factor's covariance
+    on the packed Cholesky factor and samples the other factors' effects non-centred, as
+    ``cholesky`` (centring a factor with >= 50 rows per level gave divergences and 2-4x the
+    leapfrog steps: docs/fast-path.md)."""
+    kind = "cholesky" if parametrization == "marginal" else parametrization
+    effects = {}
+    for f in factors:
+        sigs, R, L = _covariance(f, kind, priors)
+        b = None if f.name == integrated else _random_effects(f, kind, sigs, R, L)
+        effects[f.name] = FactorEffects(sigs, R, L, b)
+    pm.Deterministic("sigs", pt.concatenate([e.sigs for e in effects.values()]),
+                     dims="random_effect")  # fmt: skip
+    pm.Deterministic("R", pt.linalg.block_diag(*(e.R for e in effects.values())),
+                     dims=("random_effect", "random_effect_"))  # fmt: skip
+    return effects
+
+
+def _stat_input(name: str, values: np.ndarray) -> pt.TensorVariable:
+    """A per-group number as a model input, so that one compiled model serves every data set
+    of this structure (:func:`lmm_pymc.compiled.compile_model`): a (J,) column is a row of
+    the one input ``stat_columns``, a table its own input ``stat_<name>``."""
+    if np.ndim(values) == 1:
+        return packed_input("stat_columns", values, rows=True)
+    return pm.Data(f"stat_{name}", values)
+
+
+def _rows_mean(design: Design, beta, effects: dict[str, FactorEffects]) -> pt.TensorVariable:
+    """(N,) ``X beta + sum_f (Z_f * b_f[g_f]).sum(1)`` over the factors with sampled ``b``."""
+    X = pm.Data("X", design.X, dims=("obs", "fixed_effect"))
+    mu = X @ beta
+    for f in design.factors:
+        b = effects[f.name].b
+        if b is not None:
+            Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))
+            index = pm.Data(f"index_{f.key}", f.index, dims="obs")
+            mu = mu + (Z * b[index]).sum(axis=1)
+    return mu
+
+
+def _conditional_likelihood(design: Design, beta, sigma, effects) -> None:
+    """``y ~ Normal(X beta + sum_f Z_f b_f, sigma)``, row by row (``cholesky``, ``lkj_corr``)."""
+    y = pm.Data("y_obs", design.y, dims="obs")
+    pm.Normal("y", mu=_rows_mean(design, beta, effects), sigma=sigma, observed=y, dims="obs")
+
+
+def _grouped_likelihood(plan: MarginalPlan, beta, sigma, effects) -> None:
+    """One factor, integrated out: everything from the per-group sums."""
+    L = effects[plan.integrated.name].L
+    loglik = marginal_loglik(plan.grouped.statistics, beta, sigma, L, data=_stat_input)
+    pm.Potential("y_marginal", loglik.sum())
+
+
+def _crossed_likelihood(plan: MarginalPlan, beta, sigma, effects) -> None:
+    """Crossed factors, one integrated out given the others' effects, from the
+    cross-products: no array with the number of rows."""
+    others = [effects[o.name].b for o in plan.crossed.others]
+    L = effects[plan.integrated.name].L
+    loglik = crossed_marginal_loglik(plan.crossed, beta, others, sigma, L, data=_stat_input)
+    pm.Potential("y_marginal", loglik)
+
+
+def _rows_likelihood(plan: MarginalPlan, beta, sigma, effects) -> None:
+    """Crossed factors, one integrated out given the others' effects: one pass over the rows
+    per gradient (cross-products too large to keep)."""
+    design, f = plan.design, plan.integrated
+    y = pm.Data("y_obs", design.y, dims="obs")
+    Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))
+    index = pm.Data(f"index_{f.key}", f.index, dims="obs")
+    stats = plan.grouped.statistics
+    loglik = residual_marginal_loglik(
+        y - _rows_mean(design, beta, effects), Z, index, stats.n, stats.ZtZ, sigma,
+        effects[f.name].L, data=_stat_input,
+    )  # fmt: skip
+    pm.Potential("y_marginal", loglik.sum())
+
+
+#: ``MarginalPlan.likelihood`` -> the function that adds that likelihood to the model.
+MARGINAL_LIKELIHOODS = {
+    "grouped": _grouped_likelihood,
+    "crossed": _crossed_likelihood,
+    "rows": _rows_likelihood,
+}
+
+
+def _checked(data, priors, parametrization, integrate, plan):
+    """Validated ``(parametrization, priors, plan)`` for :func:`build_model`."""
+    if not isinstance(data, Design | GroupedStatistics):
+        raise TypeError(
+            f"data must be a lmm_pymc.Design or GroupedStatistics, found {type(data).__name__}"
+        )
+    if isinstance(data, Design) and data.y is None:
+        raise ValueError("design must carry an outcome y to build a model, found y=None")
+    parametrization = resolve_parametrization(data, parametrization)
+    priors = default_priors(data) if priors is None else priors
+    if not isinstance(priors, Priors):
+        raise TypeError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
+    if parametrization != "marginal":
+        for name, value in (("integrate", integrate), ("plan", plan)):
+            if value is not None:
+                raise ValueError(
+                    f"{name} applies to parametrization 'marginal' only, found "
+                    f"parametrization={parametrization!r} with {name}={value!r}"
+                )
+    elif plan is None:
+        plan = MarginalPlan.from_data(data, integrate)
+    elif not isinstance(plan, MarginalPlan):
+        raise TypeError(f"plan must be a lmm_pymc.marginal.MarginalPlan, found {type(plan).__name__}")
+    keys = [f.key for f in data.factors]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"grouping factor names must stay distinct as {keys}, found duplicates")
+    return parametrization, priors, plan
+
+
 def build_model(
     data: Design | GroupedStatistics,
     parametrization: str | None = None,
     *,
     priors: Priors | None = None,
     integrate: str | None = None,
-    crossed: CrossedStatistics | None = None,
+    plan: MarginalPlan | None = None,
 ) -> pm.Model:
     """Build the PyMC model of a design (module docstring).
 
@@ -172,7 +271,7 @@ def build_model(
         A design with outcome (:func:`lmm_pymc.formula.design_from_formula`), or per-group
         sums for ``marginal``.
     parametrization : {"marginal", "cholesky", "lkj_corr"}, optional
-        Default: ``marginal`` for one grouping factor, else ``cholesky``.
+        Default ``marginal``.
     priors : Priors, optional
         Priors per term (:class:`~lmm_pymc.priors.Priors`); default: weakly informative on
         the data's scale (:func:`~lmm_pymc.priors.default_priors`); ``Priors.tutorial()``
@@ -180,16 +279,15 @@ def build_model(
     integrate : str, optional
         With ``marginal`` and crossed factors: the factor whose random effects are
         integrated out (default the one with the most levels); the others' are sampled.
-    crossed : CrossedStatistics, optional
-        With ``marginal`` and crossed factors: the design's cross-products
-        (:func:`lmm_pymc.marginal.crossed_statistics`) when already computed (as
-        :func:`lmm_pymc.fit` does, to reuse them for the exact draws of the integrated
-        effects).
+    plan : MarginalPlan, optional
+        With ``marginal``: the fit's plan when already made (as :func:`lmm_pymc.fit` does,
+        to reuse its statistics for the exact draws of the integrated effects); default
+        ``MarginalPlan.from_data(data, integrate)``.
 
     Returns
     -------
     pymc.Model
-        With the coords of :meth:`Design.coords` (no ``obs`` for ``marginal``).
+        With the coords of :meth:`Design.coords` (no ``obs`` for one factor integrated out).
 
     Examples
     --------
@@ -200,95 +298,18 @@ def build_model(
     >>> sorted(v.name for v in build_model(design).free_RVs)
     ['beta', 'chol_cov_group_id', 'sigma']
     """
-    if not isinstance(data, Design | GroupedStatistics):
-        raise ValueError(
-            f"data must be a lmm_pymc.Design or GroupedStatistics, found {type(data).__name__}"
-        )
-    if isinstance(data, Design) and data.y is None:
-        raise ValueError("design must carry an outcome y to build a model, found y=None")
-    parametrization = resolve_parametrization(data, parametrization)
-    priors = default_priors(data) if priors is None else priors
-    if not isinstance(priors, Priors):
-        raise ValueError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
+    parametrization, priors, plan = _checked(data, priors, parametrization, integrate, plan)
     probe_blas()  # PyTensor's BLAS probe, once and without its warning
-    marginal = parametrization == "marginal"
-    grouped = data if isinstance(data, GroupedStatistics) else None
-    if grouped is None and marginal and len(data.factors) == 1:
-        grouped = data.grouped_statistics()
-    factors = (grouped.factor,) if grouped is not None else data.factors
-    resolved = priors.resolve(data.fixed_names, factors)
-    keys = [f.key for f in factors]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"grouping factor names must stay distinct as {keys}, found duplicates")
-    if integrate is not None and not marginal:
-        raise ValueError(
-            f"integrate applies to parametrization 'marginal' only, found "
-            f"parametrization={parametrization!r} with integrate={integrate!r}"
-        )
-    integrated = integrated_factor(data, integrate) if marginal else None
-    if marginal and grouped is None and crossed is None:
-        crossed = crossed_statistics(data, integrated)
-    # the rows enter the graph unless every likelihood term comes from sums or cross-products
-    rows = grouped is None and not (marginal and crossed is not None)
-    coords = grouped.coords() if grouped is not None else data.coords()
-
-    # the per-group numbers are model inputs, so that one compiled model serves every data
-    # set of this structure (lmm_pymc.compiled.compile_model): the (J,) columns are the rows
-    # of the one input "stat_columns", a table is its own input "stat_<name>"
-    def as_data(name: str, values: np.ndarray) -> pt.TensorVariable:
-        if np.ndim(values) == 1:
-            return packed_input("stat_columns", values, rows=True)
-        return pm.Data(f"stat_{name}", values)
-
+    resolved = priors.resolve(data.fixed_names, data.factors)
+    grouped_only = plan is not None and plan.likelihood == "grouped"
+    coords = plan.grouped.coords() if grouped_only else data.coords()
     with pm.Model(coords=coords) as model:
         beta = vector_rv("beta", resolved.fixed, dims="fixed_effect")
         sigma = scalar_rv("sigma", resolved.sigma)
-        all_sigs, blocks, mu, sampled = [], [], None, {}
-        if rows:
-            X = pm.Data("X", data.X, dims=("obs", "fixed_effect"))
-            mu = X @ beta
-        for f in factors:
-            # marginal: the integrated factor's covariance on the packed Cholesky factor, the
-            # other factors' effects sampled non-centred as in cholesky. Centring a factor with
-            # >= 50 rows per level (60 x 25 subjects x items) gave 2-10 divergences and
-            # 32-79 leapfrog steps per draw at min bulk ESS 57-72, non-centred 0, 15-16 and
-            # 643-882; on 1000 x 100 both took 15 steps per draw.
-            kind = "cholesky" if marginal else parametrization
-            sigs, R, L = _covariance(f, kind, resolved)
-            all_sigs.append(sigs)
-            blocks.append(R)
-            if f is integrated:
-                L_int = L
-                continue
-            b = sampled[f.name] = _random_effects(f, kind, sigs, R, L)
-            if rows:
-                Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))
-                index = pm.Data(f"index_{f.key}", f.index, dims="obs")
-                # (N,) += (Z_f * b_f[g_f]).sum(1)
-                mu = mu + (Z * b[index]).sum(axis=1)
-        pm.Deterministic("sigs", pt.concatenate(all_sigs), dims="random_effect")
-        pm.Deterministic(
-            "R", pt.linalg.block_diag(*blocks), dims=("random_effect", "random_effect_")
-        )
-        if grouped is not None:  # one factor: everything from the per-group sums
-            loglik = marginal_loglik(grouped.statistics, beta, sigma, L_int, data=as_data)
-            pm.Potential("y_marginal", loglik.sum())
-        elif marginal:  # crossed: one factor integrated out given the others' effects
-            f = integrated
-            if crossed is not None:  # from cross-products: no array with the number of rows
-                others = [sampled[o.name] for o in crossed.others]
-                loglik = crossed_marginal_loglik(crossed, beta, others, sigma, L_int, data=as_data)
-            else:  # one pass over the rows per gradient
-                y = pm.Data("y_obs", data.y, dims="obs")
-                Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))
-                index = pm.Data(f"index_{f.key}", f.index, dims="obs")
-                n = np.bincount(f.index, minlength=f.n_levels).astype(float)
-                ZtZ = GroupStatistics.from_rows(data.X, f.Z, data.y, f.index, f.n_levels).ZtZ
-                loglik = residual_marginal_loglik(
-                    y - mu, Z, index, n, ZtZ, sigma, L_int, data=as_data
-                ).sum()
-            pm.Potential("y_marginal", loglik)
+        integrated = plan.integrated.name if plan is not None else None
+        effects = _factor_effects(data.factors, parametrization, resolved, integrated)
+        if plan is not None:
+            MARGINAL_LIKELIHOODS[plan.likelihood](plan, beta, sigma, effects)
         else:
-            y = pm.Data("y_obs", data.y, dims="obs")
-            pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="obs")
+            _conditional_likelihood(data, beta, sigma, effects)
     return model

@@ -515,7 +515,7 @@ def default_priors(data) -> Priors:
     s_y = float(np.sqrt(max(q_y - m_y**2, 0.0)))
     if not s_y > 0:
         raise ValueError(f"outcome must vary to set priors from its scale, found sd {s_y}")
-    factors = (data.factor,) if isinstance(data, GroupedStatistics) else data.factors
+    factors = data.factors
     names = data.fixed_names
     s_x = _spread(m_x, q_x)
     slopes = [k for k, name in enumerate(names) if name != "intercept"]

@@ -522,7 +522,7 @@ def test_crossed_loglik_equals_dense_evaluation(crossed_sim, limit, monkeypatch)
     size ~100, with a Cholesky factorisation of at most a 2 x 2 (fast) or 43 x 43 (dense)
     matrix; their rounding differs by ~1e-13."""
     if limit is not None:
-        monkeypatch.setattr(lmm_pymc.marginal, "CROSS_PRODUCT_LIMIT", limit)
+        monkeypatch.setattr(lmm_pymc.marginal.statistics, "CROSS_PRODUCT_LIMIT", limit)
     design = crossed_sim.design
     assert [f.name for f in design.factors] == ["subject", "item"]
     for seed in range(4):

@@ -216,11 +216,11 @@ def test_packed_input_slices_give_back_each_value():
 def test_bad_model_input(tutorial_sim, crossed_design):
     with pytest.raises(ValueError, match=r"parametrization must be one of .* found 'centred'"):
         build_model(tutorial_sim.design, "centred")
-    with pytest.raises(ValueError, match="must be a lmm_pymc.Design or GroupedStatistics"):
+    with pytest.raises(TypeError, match="must be a lmm_pymc.Design or GroupedStatistics"):
         build_model("nope")
     with pytest.raises(ValueError, match="integrate must name a grouping factor among"):
         build_model(crossed_design, "marginal", integrate="session")
-    with pytest.raises(ValueError, match="priors must be a lmm_pymc.Priors, found dict"):
+    with pytest.raises(TypeError, match="priors must be a lmm_pymc.Priors, found dict"):
         build_model(tutorial_sim.design, priors={})
     df = pd.DataFrame({"y": np.arange(12.0), "x1": np.arange(12.0), "x2": np.arange(12.0) ** 2,
                        "g": np.repeat(list("abcd"), 3)})  # fmt: skip

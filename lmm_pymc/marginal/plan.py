@@ -1,0 +1,98 @@
+"""What a marginal fit integrates out and from which numbers: :class:`MarginalPlan`, made
+once per fit and used by the model (:func:`lmm_pymc.build_model`), the sampler's defaults
+and the exact draws of the integrated effects (:func:`lmm_pymc.marginal.add_random_effects`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..design import Design, GroupedStatistics, GroupingFactor, GroupStatistics
+from .statistics import CrossedStatistics, crossed_statistics
+
+__all__ = ["MarginalPlan", "integrated_factor"]
+
+
+def integrated_factor(
+    data: Design | GroupedStatistics, integrate: str | None = None
+) -> GroupingFactor:
+    """The grouping factor whose random effects ``marginal`` integrates out: ``integrate``
+    (a factor's name, as in the formula) or the one with the most levels (the first of
+    equals)."""
+    factors = data.factors
+    if integrate is None:
+        return max(factors, key=lambda f: f.n_levels)
+    names = [f.name for f in factors]
+    if integrate not in names:
+        raise ValueError(
+            f"integrate must name a grouping factor among {names}, found {integrate!r}"
+        )
+    return factors[names.index(integrate)]
+
+
+@dataclass(frozen=True)
+class MarginalPlan:
+    """How a ``marginal`` fit uses its data.
+
+    Attributes
+    ----------
+    grouped : GroupedStatistics
+        The integrated factor's per-group sums (with one factor: everything the likelihood
+        needs; with crossed factors: its rows per level and ``Z'Z``).
+    factors : tuple of GroupingFactor
+        Every grouping factor of the model, in the formula's order.
+    design : Design or None
+        The rows, when the likelihood or the draws need them (crossed factors); None when
+        per-group sums suffice.
+    crossed : CrossedStatistics or None
+        With crossed factors: the cross-products that give the likelihood without the rows
+        (None beyond :data:`~lmm_pymc.marginal.CROSS_PRODUCT_LIMIT`: one pass over the rows
+        per gradient).
+    """
+
+    grouped: GroupedStatistics
+    factors: tuple[GroupingFactor, ...]
+    design: Design | None = None
+    crossed: CrossedStatistics | None = None
+
+    @classmethod
+    def from_data(
+        cls, data: Design | GroupedStatistics, integrate: str | None = None
+    ) -> MarginalPlan:
+        """The plan of ``data`` (a design with outcome or per-group sums), integrating out
+        ``integrate`` (default: the factor with the most levels)."""
+        factor = integrated_factor(data, integrate)
+        if isinstance(data, GroupedStatistics):
+            return cls(grouped=data, factors=data.factors)
+        if len(data.factors) == 1:
+            return cls(grouped=data.grouped_statistics(), factors=data.factors)
+        stats = GroupStatistics.from_rows(data.X, factor.Z, data.y, factor.index, factor.n_levels)
+        return cls(
+            grouped=GroupedStatistics(stats, data.fixed_names, factor),
+            factors=data.factors,
+            design=data,
+            crossed=crossed_statistics(data, factor),
+        )
+
+    @property
+    def integrated(self) -> GroupingFactor:
+        """The factor whose random effects are integrated out."""
+        return self.grouped.factor
+
+    @property
+    def sampled(self) -> tuple[GroupingFactor, ...]:
+        """The other factors, whose random effects are sampled."""
+        return tuple(f for f in self.factors if f.name != self.integrated.name)
+
+    @property
+    def likelihood(self) -> str:
+        """``"grouped"`` (per-group sums), ``"crossed"`` (cross-products) or ``"rows"`` (one
+        pass over the rows per gradient)."""
+        if not self.sampled:
+            return "grouped"
+        return "crossed" if self.crossed is not None else "rows"
+
+    @property
+    def n_groups(self) -> int:
+        """The fewest levels of any factor (sets the sampler's default ``target_accept``)."""
+        return min(f.n_levels for f in self.factors)
