@@ -18,13 +18,13 @@ from lmm_pymc.stan import (
     StanUnavailableError,
     available_engines,
     bridgestan_source_available,
-    engines,
     flatten,
     general_data,
     general_names,
     load_model,
     marginal_stats_data,
     marginal_stats_names,
+    policy,
     programs,
     stan_data,
     stan_file,
@@ -91,17 +91,17 @@ def test_stan_programs_declare_the_registry_names() -> None:
     for name in ("alpha_0", "beta_0", "sigma_g", "random_group", "sigs", "R", "Sigma", "rho"):
         assert f" {name}" in code
     assert "array[N] real x;" in code  # current syntax, not `real x[N]`
-    assert engines._parameters_block_names(code) == {
+    assert programs.parameters_block_names(code) == {
         "alpha_0", "beta_0", "sigma_g", "random_group", "sigs", "R"
     }  # fmt: skip
-    assert engines._parameters_block_names(stan_file("cholesky").read_text()) == {
+    assert programs.parameters_block_names(stan_file("cholesky").read_text()) == {
         "alpha_0", "beta_0", "sigma_g", "sigs", "L_corr", "z"
     }  # fmt: skip
     general = stan_file("general").read_text()
-    assert engines._parameters_block_names(general) == {"beta", "sigma", "sigs", "L_free", "z"}
+    assert programs.parameters_block_names(general) == {"beta", "sigma", "sigs", "L_free", "z"}
     assert "sigma_g" not in general and 'build_model(design, "cholesky")' in general
     stats = stan_file("marginal_stats").read_text()
-    assert engines._parameters_block_names(stats) == {"beta", "sigma", "sigs", "L_corr"}
+    assert programs.parameters_block_names(stats) == {"beta", "sigma", "sigs", "L_corr"}
     assert 'build_model(design, "marginal")' in stats and "N;" not in stats  # no rows
     # every Stan name of the tutorial's programs has a rule in the registry
     stan_names = {r.target for r in TUTORIAL_NAMES.to_stan}
@@ -259,10 +259,10 @@ def test_engine_choice_errors(monkeypatch) -> None:
     with pytest.raises(ValueError, match="engine must be one of .* found 'cmdstan'"):
         load_model("cholesky", data, engine="cmdstan")
     no_tree = BridgeStanSource(None, None, "2.9.0", "BRIDGESTAN names no tree", True)
-    monkeypatch.setattr(engines, "find_bridgestan_source", lambda: no_tree)
+    monkeypatch.setattr(policy, "find_bridgestan_source", lambda: no_tree)
     with pytest.raises(StanUnavailableError, match="cannot compile: BRIDGESTAN names no tree"):
         load_model("cholesky", data, engine="bridgestan")
-    monkeypatch.setattr(engines, "_pystan_importable", lambda: False)
+    monkeypatch.setattr(policy, "pystan_importable", lambda: False)
     with pytest.raises(StanUnavailableError, match="pip install"):
         load_model("cholesky", data)
 

@@ -13,11 +13,15 @@ import pytest
 import lmm_pymc
 from lmm_pymc.cli import main
 from lmm_pymc.stan import (
+    BridgeStanEngine,
     StanUnavailableError,
+    bridgestan_engine,
+    bridgestan_source_available,
     check_program,
-    engines,
+    engine,
     find_bridgestan_source,
     load_model,
+    loading,
     resolve_engine,
     stan_data,
     stan_file,
@@ -52,9 +56,9 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "home", lambda: tmp_path / "home")
     monkeypatch.delenv("BRIDGESTAN", raising=False)
     monkeypatch.setenv("LMM_PYMC_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(engines, "_bridgestan_package_version", lambda: PACKAGE)
-    monkeypatch.setattr(engines, "_WARNED", set())
-    monkeypatch.setattr(engines, "_CACHE", {})
+    monkeypatch.setattr(bridgestan, "__version__", PACKAGE)
+    monkeypatch.setattr(engine, "_WARNED", set())
+    monkeypatch.setattr(loading, "_CACHE", {})
 
 
 # ---------------------------------------------------------------------- source trees
@@ -94,7 +98,7 @@ def test_unusable_trees_fall_back_to_pystan_with_one_warning(
     monkeypatch.setenv("BRIDGESTAN", str(folder))
     tree = find_bridgestan_source()
     assert not tree.ok and tree.configured
-    assert not engines.bridgestan_source_available()
+    assert not bridgestan_source_available()
     assert re.search(expected, tree.problem), tree.problem
     with pytest.warns(RuntimeWarning) as record:
         assert resolve_engine("auto") == "pystan"
@@ -151,9 +155,9 @@ def _fake_lib(tmp_path: Path) -> Path:
 
 
 def test_a_library_of_another_release_is_refused_naming_both(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(engines, "_library_version", lambda lib: (2, 7, 0))
+    monkeypatch.setattr(bridgestan_engine, "_library_version", lambda lib: (2, 7, 0))
     with pytest.raises(StanUnavailableError) as err:
-        engines.BridgeStanEngine(_fake_lib(tmp_path), {})
+        BridgeStanEngine(_fake_lib(tmp_path), {})
     text = str(err.value)
     assert "was built by BridgeStan 2.7.0 and the installed bridgestan package is 2.9.0" in text
     assert "pip install 'bridgestan==2.7.0'" in text and "bridgestan-2.9.0.tar.gz" in text
@@ -161,7 +165,7 @@ def test_a_library_of_another_release_is_refused_naming_both(tmp_path, monkeypat
 
 def test_undefined_symbol_becomes_a_clear_error(tmp_path, monkeypatch) -> None:
     # the versions look equal, yet the loader misses a symbol (as 2.9.0 on a 2.7.0 library)
-    monkeypatch.setattr(engines, "_library_version", lambda lib: (2, 9, 0))
+    monkeypatch.setattr(bridgestan_engine, "_library_version", lambda lib: (2, 9, 0))
 
     def fails(*args, **kwargs):
         raise AttributeError("lmm_cholesky_model.so: undefined symbol: bs_param_initialize")
@@ -169,12 +173,12 @@ def test_undefined_symbol_becomes_a_clear_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(bridgestan, "StanModel", fails)
     with pytest.raises(StanUnavailableError, match=r"BridgeStan 2\.9\.0 .* package is 2\.9\.0.*"
                        r"undefined symbol: bs_param_initialize"):  # fmt: skip
-        engines.BridgeStanEngine(_fake_lib(tmp_path), {})
+        BridgeStanEngine(_fake_lib(tmp_path), {})
 
 
 def test_a_file_that_is_no_library(tmp_path) -> None:
     with pytest.raises(StanUnavailableError, match="cannot be loaded as a shared library"):
-        engines.BridgeStanEngine(_fake_lib(tmp_path), {})
+        BridgeStanEngine(_fake_lib(tmp_path), {})
 
 
 class _FakeStanModel:
@@ -197,17 +201,17 @@ class _FakeStanModel:
 
 
 def test_loading_a_library_again_does_not_warn(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(engines, "_library_version", lambda lib: (2, 9, 0))
+    monkeypatch.setattr(bridgestan_engine, "_library_version", lambda lib: (2, 9, 0))
     monkeypatch.setattr(bridgestan, "StanModel", _FakeStanModel)
     lib = _fake_lib(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for seed in (1, 2):  # the same library with other data
-            engines.BridgeStanEngine(lib, {"N": seed}, seed=seed)
+            BridgeStanEngine(lib, {"N": seed}, seed=seed)
     assert [c.get("warn") for c in _FakeStanModel.calls[-2:]] == [False, False]
     lib.write_bytes(b"rebuilt, longer than before: the process still holds the old copy")
     with pytest.warns(RuntimeWarning, match="changed since this process loaded it"):
-        engines.BridgeStanEngine(lib, {})
+        BridgeStanEngine(lib, {})
 
 
 def test_a_library_of_another_program_is_refused(tmp_path, monkeypatch) -> None:
@@ -222,7 +226,7 @@ def test_a_library_of_another_program_is_refused(tmp_path, monkeypatch) -> None:
         check_program(Engine(), code, stan_file("lkj_corr"))
     check_program(Engine(), stan_file("cholesky").read_text(), stan_file("cholesky"))  # its own
     # through load_model, with BridgeStan's loader replaced by the fake engine
-    monkeypatch.setattr(engines, "BridgeStanEngine", lambda lib, data, seed: Engine())
+    monkeypatch.setattr(loading, "BridgeStanEngine", lambda lib, data, seed: Engine())
     data = stan_data(lmm_pymc.simulate(seed=1).design)
     lib = _fake_lib(tmp_path)
     with pytest.raises(ValueError, match="--model-lib on the command line"):
@@ -242,16 +246,16 @@ def test_library_cache_key_has_versions_and_flags(tmp_path, monkeypatch) -> None
     monkeypatch.setattr(bridgestan, "compile_model", compile_model)
     monkeypatch.setenv("BRIDGESTAN", str(_tree(tmp_path / "bs")))
     source = stan_file("cholesky")
-    first = engines._bridgestan_library(source)
+    first = bridgestan_engine.bridgestan_library(source)
     assert first.is_relative_to(tmp_path / "cache" / "bridgestan")  # $LMM_PYMC_CACHE
-    assert engines._bridgestan_library(source) == first and len(built) == 1  # cached
+    assert bridgestan_engine.bridgestan_library(source) == first and len(built) == 1  # cached
     monkeypatch.setenv("CXXFLAGS", "-O0")
-    flags = engines._bridgestan_library(source)
+    flags = bridgestan_engine.bridgestan_library(source)
     monkeypatch.delenv("CXXFLAGS")
     # an upgrade of the package and the sources: a new library, not the stale one
-    monkeypatch.setattr(engines, "_bridgestan_package_version", lambda: "2.10.0")
+    monkeypatch.setattr(bridgestan, "__version__", "2.10.0")
     monkeypatch.setenv("BRIDGESTAN", str(_tree(tmp_path / "bs210", version="2.10.0")))
-    upgraded = engines._bridgestan_library(source)
+    upgraded = bridgestan_engine.bridgestan_library(source)
     assert len({first, flags, upgraded}) == 3 and len(built) == 3
 
 

@@ -33,7 +33,8 @@ from ..design import Design
 from ..fitting import as_design
 from ..models import build_model
 from ..priors import Priors
-from ..stan.engines import StanEngine, load_model
+from ..stan.engine import StanEngine
+from ..stan.loading import load_model
 from .pairs import Pair, select_pair
 
 if TYPE_CHECKING:  # pragma: no cover

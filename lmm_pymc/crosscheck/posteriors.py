@@ -15,7 +15,7 @@ import xarray as xr
 
 from ..design import Design
 from ..priors import Priors
-from ..stan.engines import sample_pystan
+from ..stan.loading import sample_pystan
 from .logdensity import crosscheck_design
 from .pairs import select_pair
 

@@ -1,9 +1,17 @@
 """Stan side of the package: engines, the reference programs with their data, and names.
 
-* :mod:`lmm_pymc.stan.engines`: :func:`load_model` (PyStan, which compiles offline, or
-  BridgeStan where a source tree or a prebuilt ``model_lib`` of the same release exists;
-  :func:`find_bridgestan_source` says why not), log densities, gradients, transforms,
-  :func:`sample_pystan`.
+* :mod:`lmm_pymc.stan.loading`: :func:`load_model` (compiles once per program, data,
+  engine and seed, and caches) and :func:`sample_pystan`.
+* :mod:`lmm_pymc.stan.policy`: which engine runs here (:func:`resolve_engine`,
+  :func:`available_engines`): PyStan, which compiles offline, or BridgeStan where a source
+  tree or a prebuilt ``model_lib`` of the same release exists.
+* :mod:`lmm_pymc.stan.engine`: the interface of an engine (:class:`StanEngine`: log
+  densities, gradients, transforms) and :func:`check_program`.
+* :mod:`lmm_pymc.stan.pystan_engine`: :class:`PyStanEngine` (PyStan 3 / httpstan).
+* :mod:`lmm_pymc.stan.bridgestan_engine`: :class:`BridgeStanEngine` (a compiled model
+  library) and the cache of libraries compiled here (:func:`cache_dir`).
+* :mod:`lmm_pymc.stan.bridgestan_tree`: where BridgeStan would compile
+  (:func:`find_bridgestan_source` says why not) and which releases agree.
 * :mod:`lmm_pymc.stan.programs`: :func:`stan_file` and the data dictionaries of the
   reference programs built from a :class:`~lmm_pymc.design.Design` and
   :class:`~lmm_pymc.priors.Priors` (:func:`stan_data`).
@@ -21,22 +29,11 @@ Examples
 
 from __future__ import annotations
 
-from .engines import (
-    ENGINES,
-    BridgeStanEngine,
-    BridgeStanSource,
-    PyStanEngine,
-    StanEngine,
-    StanUnavailableError,
-    available_engines,
-    bridgestan_source_available,
-    cache_dir,
-    check_program,
-    find_bridgestan_source,
-    load_model,
-    resolve_engine,
-    sample_pystan,
-)
+from ..errors import StanUnavailableError
+from .bridgestan_engine import BridgeStanEngine, cache_dir
+from .bridgestan_tree import BridgeStanSource, bridgestan_source_available, find_bridgestan_source
+from .engine import ENGINES, StanEngine, check_program
+from .loading import load_model, sample_pystan
 from .names import (
     TUTORIAL_NAMES,
     NameMap,
@@ -45,6 +42,7 @@ from .names import (
     marginal_stats_names,
     unflatten,
 )
+from .policy import available_engines, resolve_engine
 from .programs import (
     GENERAL,
     MARGINAL_STATS,
@@ -57,6 +55,7 @@ from .programs import (
     stan_reference_dir,
     tutorial_data,
 )
+from .pystan_engine import PyStanEngine
 
 __all__ = [
     "ENGINES",

@@ -17,12 +17,14 @@ general one ``N, p, X, y, F, q, J, correlated, Z, g`` (:func:`general_data`), th
 sufficient-statistics one only per-group sums ``J, p, q, correlated, n, XtX, XtZ, ZtZ, Xty,
 Zty, yty`` (:func:`marginal_stats_data`, no rows); every program takes the prior
 hyperparameters of :class:`~lmm_pymc.priors.Priors` as data, so one ``Priors`` drives both
-backends.
+backends. :func:`parameters_block_names` reads the names a program declares in its
+``parameters`` block.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +42,7 @@ __all__ = [
     "general_data",
     "is_tutorial_design",
     "marginal_stats_data",
+    "parameters_block_names",
     "stan_data",
     "stan_file",
     "stan_reference_dir",
@@ -103,6 +106,23 @@ def stan_file(name: str | os.PathLike) -> Path:
         f"name must be a parametrization, a reference Stan file or a .stan path, found "
         f"{str(name)!r}; reference files in {folder}: {found}"
     )
+
+
+def parameters_block_names(program_code: str) -> set[str]:
+    """Names declared in the ``parameters { ... }`` block of a Stan program.
+
+    >>> sorted(parameters_block_names(stan_file("general").read_text()))
+    ['L_free', 'beta', 'sigma', 'sigs', 'z']
+    """
+    match = re.search(r"(?m)^\s*parameters\s*\{", program_code)
+    if match is None:
+        return set()
+    depth, i = 1, match.end()
+    while depth and i < len(program_code):
+        depth += {"{": 1, "}": -1}.get(program_code[i], 0)
+        i += 1
+    body = re.sub(r"//[^\n]*", "", program_code[match.end() : i - 1])
+    return set(re.findall(r"([A-Za-z]\w*)\s*;", body))
 
 
 # ------------------------------------------------------------------------------ data
