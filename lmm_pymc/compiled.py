@@ -24,6 +24,7 @@ import numpy as np
 __all__ = [
     "COMPILED_LIMIT",
     "compile_model",
+    "last_compiled",
     "model_structure",
     "packed_input",
     "probe_blas",
@@ -382,3 +383,11 @@ def compile_model(model):
     coords.update({k: pd.Index(v) for k, v in model.coords.items() if v is not None})
     swapped = compiled.with_data(**{k: v for k, v in values.items() if k in compiled.shared_data})
     return dataclasses.replace(swapped, _coords=coords)
+
+
+def last_compiled():
+    """The nutpie-compiled model that :func:`compile_model` compiled or reused last in this
+    process, or None before its first call (e.g. for benchmarks: whether numba loaded its
+    log density from the on-disk cache, ``last_compiled().compiled_logp_func.cache_hits``)."""
+    with _COMPILED_LOCK:
+        return next(reversed(_COMPILED.values()))[1] if _COMPILED else None

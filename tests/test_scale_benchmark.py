@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from benchmarks import scale, scale_report
+from benchmarks.common import machine_facts
+from benchmarks.scale_cases import CASES
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scale.py"
 
@@ -17,18 +20,6 @@ STAGE_FIELDS = ("statistics_s", "build_compile_s", "sampling_s", "random_effects
 RECORD_FIELDS = (*STAGE_FIELDS, "import_s", "build_s", "peak_rss_mb",
                  "peak_rss_after_statistics_mb", "divergences", "steps_per_draw",
                  "min_ess_bulk", "max_r_hat", "covered", "all_covered", "intervals")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def scale():
-    spec = importlib.util.spec_from_file_location("lmm_scale_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 @pytest.mark.slow
@@ -61,10 +52,10 @@ def test_quick_run_writes_every_field(tmp_path):
         assert needle in text, needle
 
 
-def test_registry_summary_and_markdown(scale, tmp_path):
+def test_registry_summary_and_markdown(tmp_path):
     """Cases are a registry; medians and the report come from the records alone."""
-    assert "single" in scale.CASES
-    case = scale.CASES["single"]
+    assert "single" in CASES
+    case = CASES["single"]
     assert callable(case.write) and callable(case.run)
     directory = scale.ensure_data(case, tmp_path, 600, 6, 2, 1)
     files = sorted(directory.glob("*.parquet"))
@@ -88,26 +79,26 @@ def test_registry_summary_and_markdown(scale, tmp_path):
                 "intervals": {"sigma": [0.9, 1.1, 1.0]}}  # fmt: skip
 
     records = [record(1, 1.0), record(2, 3.0), record(3, 2.0)]
-    summary = scale.summarize(records)
+    summary = scale_report.summarize(records)
     assert summary["statistics_s"] == 2.0 and summary["end_to_end_s"] == 7.5
     assert summary["max_peak_rss_mb"] == 300.0 and summary["peak_rss_mb"] == 200.0
     assert summary["all_covered_every_repeat"] is False
     report = {
         "command": "python benchmarks/scale.py",
-        "machine": scale._machine((1.0, 1.0, 1.0)),
+        "machine": machine_facts((1.0, 1.0, 1.0)),
         "cases": [{"case": "single", "description": case.description, "formula": case.formula,
                    "settings": {"rows": 600, "groups": 6, "files": 2}, "fit_options": {},
                    "data_dir": str(tmp_path), "data_mb": 0.1, "repeats": records,
                    "summary": summary,
-                   "targets": {**scale.TARGETS, "end_to_end_met": True,
+                   "targets": {**scale_report.TARGETS, "end_to_end_met": True,
                                "peak_rss_met": True}}],
     }  # fmt: skip
-    text = scale.markdown(report)
+    text = scale_report.markdown(report)
     assert "| end to end (statistics + fit) | 7.5 | 6.5, 8.5, 7.5 |" in text
     assert "Targets: end to end <= 60 s: yes" in text
 
 
-def test_bad_sizes_are_named(scale):
+def test_bad_sizes_are_named():
     with pytest.raises(SystemExit, match="--groups must lie between 2 and --rows=100, found 1000"):
         scale.main(["--rows", "100", "--groups", "1000", "--out", "/dev/null/x"])
     with pytest.raises(SystemExit):  # argparse: not a positive whole number
