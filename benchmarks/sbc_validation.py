@@ -70,7 +70,7 @@ def main() -> int:
     good = run_sbc(args.simulations, out / "calibrated", good_config, workers=args.workers)
     ok = _report("calibrated", good, time.perf_counter() - start, out / "calibrated")
 
-    wrong = SBCConfig(parametrization=args.parametrization, fit_priors=Priors(fixed_sd=1.0))
+    wrong = SBCConfig(parametrization=args.parametrization, fit_priors=Priors(fixed="normal(0, 1)"))
     start = time.perf_counter()
     bad = run_sbc(args.miscalibrated, out / "miscalibrated", wrong, workers=args.workers)
     detected = not _report("miscalibrated", bad, time.perf_counter() - start, out / "miscalibrated")

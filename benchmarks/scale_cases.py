@@ -204,12 +204,13 @@ def _timed_fit(call: Callable[[], object]) -> tuple[object, dict[str, float]]:
     """Run ``call`` (a :func:`lmm_pymc.fit`) and split its time into stages.
 
     Sampling is nutpie's own clock (``posterior.attrs["sampling_time"]``); the exact
-    random-effect draws are timed around :func:`lmm_pymc.marginal.random_effects_draws`;
+    random-effect draws are timed around :func:`lmm_pymc.marginal.random_effects_draws` (where
+    :func:`lmm_pymc.marginal.add_random_effects` calls it);
     the rest of the fit (model build, compilation, diagnostics) is build + compile, of
     which the PyMC model's build is timed around ``lmm_pymc.fitting.build_model``.
     """
     import lmm_pymc.fitting as fitting
-    import lmm_pymc.marginal as marginal
+    import lmm_pymc.marginal.draws as marginal
 
     spent = {"random_effects_s": 0.0, "build_s": 0.0}
     patched = [(marginal, "random_effects_draws", "random_effects_s"),

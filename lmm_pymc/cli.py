@@ -223,7 +223,7 @@ def _priors(args: argparse.Namespace, design):
             sigma = parse_prior(prior)
         else:
             terms[name] = prior if name.startswith("R[") else parse_prior(prior)
-    priors = Priors(fixed=base.fixed, sd=base.sd, sigma=sigma, lkj_eta=base.lkj_eta,
+    priors = Priors(fixed=base.fixed, sigs=base.sigs, sigma=sigma, lkj_eta=base.lkj_eta,
                     terms=terms)  # fmt: skip
     priors.resolve(design.fixed_names, design.factors)  # unknown names: an error now
     return priors
@@ -264,7 +264,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_sbc(args: argparse.Namespace) -> int:
     from .files import atomic_path
-    from .priors import Priors
+    from .priors import Normal, Priors
     from .sbc import SBCConfig, SBCStore, run_sbc
 
     out = Path(args.out)
@@ -277,7 +277,7 @@ def _cmd_sbc(args: argparse.Namespace) -> int:
         config = stored  # resume with the stored settings
         print(f"resuming the SBC run in {out} ({len(SBCStore(out).finished())} finished)")
     else:
-        fit_priors = Priors(fixed_sd=args.fit_fixed_sd) if args.fit_fixed_sd else None
+        fit_priors = Priors(fixed=Normal(0.0, args.fit_fixed_sd)) if args.fit_fixed_sd else None
         config = SBCConfig(n_groups=args.groups, n_per_group=args.rows, fit_priors=fit_priors,
                            parametrization=args.parametrization, thin=args.thin,
                            sampling=_sampler_config(args, progressbar=False),

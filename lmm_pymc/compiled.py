@@ -95,8 +95,8 @@ def register_numba_positive_definite() -> None:
 
 # ------------------------------------------------------------------ model inputs
 # nutpie's compiled log density reads every pm.Data through its own extraction code, whose
-# numba compile grows by ~0.8 s per input (a log density of 3 numbers: 7 s with one input,
-# 17 s with 14, 30 s with 28): the model's numbers enter as a few packed inputs.
+# numba compile grows with the number of inputs: the model's numbers enter as a few packed
+# inputs (docs/measurements.md).
 _PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -183,9 +183,8 @@ def model_structure(model) -> str:
 # ------------------------------------------------------------------ compiled log density
 # nutpie calls two C functions, the log density with its gradient and the expansion into
 # stored values, each a numba cfunc around PyTensor's numba function of the graph. Its own
-# wrappers hold the graph function as a closure constant, which numba cannot keep on disk:
-# every process paid ~8 s of numba compile for them, even with PyTensor's graph function in
-# its on-disk cache. The wrappers below take the same user data (nutpie's record of
+# wrappers hold the graph function as a closure constant, which numba cannot keep on disk,
+# so every process compiled them again (docs/measurements.md). The wrappers below take the same user data (nutpie's record of
 # pointers to the shared values, so ``with_data`` works unchanged) and are written as source
 # keyed by the graph function's PyTensor cache key, so that numba keeps them on disk too.
 
@@ -232,7 +231,7 @@ def lmm_pymc_expand(dim, expanded, x_, out_, user_data_):
     return 0
 """
 # (only the graph function's call sits in the try block: with the copy loop inside it too,
-# numba took 15.5 s instead of 3.9 s to compile the tutorial's wrapper)
+# numba compiles the wrapper four times slower: docs/measurements.md)
 
 
 def _pointer_intrinsic():

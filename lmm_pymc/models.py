@@ -54,7 +54,8 @@ from .marginal import (
     marginal_loglik,
     residual_marginal_loglik,
 )
-from .priors import Priors, ResolvedPriors, default_priors, scalar_rv, vector_dist, vector_rv
+from .priors import Priors, ResolvedPriors, default_priors
+from .priors.builders import distribution, variable
 
 __all__ = ["PARAMETRIZATIONS", "build_model", "resolve_parametrization"]
 
@@ -100,15 +101,15 @@ def _covariance(
 ) -> tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable | None]:
     """``(sigs (q,), R (q, q), L)`` of one factor; ``L`` is the Cholesky factor of Sigma
     (``None`` for the centred ``lkj_corr`` parametrization, which needs Sigma itself)."""
-    k, sd_priors = f.key, priors.sds[f.name]
+    k, sigs_priors = f.key, priors.sigs[f.name]
     if not f.has_correlation:
-        sigs = vector_rv(f"sigs_{k}", sd_priors, dims=f.effect_dim)
+        sigs = variable(f"sigs_{k}", sigs_priors, dims=f.effect_dim)
         return sigs, pt.eye(f.q), pt.diag(sigs)
     # a constant, part of the model's structure: PyMC's LKJ log densities need a constant eta
     eta = priors.etas[f.name]
     if parametrization == "lkj_corr":
         register_numba_positive_definite()  # LKJCorr's check, compiled instead of object mode
-        sigs = vector_rv(f"sigs_{k}", sd_priors, dims=f.effect_dim)
+        sigs = variable(f"sigs_{k}", sigs_priors, dims=f.effect_dim)
         # free variable: the upper triangle of R, interval transform
         R = pm.LKJCorr(f"R_upper_{k}", n=f.q, eta=eta, return_matrix=True)
         return sigs, R, None
@@ -116,7 +117,7 @@ def _covariance(
         f"chol_cov_{k}",
         n=f.q,
         eta=eta,
-        sd_dist=vector_dist(sd_priors, f"factor {f.name!r}"),
+        sd_dist=distribution(sigs_priors, f"factor {f.name!r}"),
         compute_corr=True,
         store_in_trace=False,
     )
@@ -304,8 +305,8 @@ def build_model(
     grouped_only = plan is not None and plan.likelihood == "grouped"
     coords = plan.grouped.coords() if grouped_only else data.coords()
     with pm.Model(coords=coords) as model:
-        beta = vector_rv("beta", resolved.fixed, dims="fixed_effect")
-        sigma = scalar_rv("sigma", resolved.sigma)
+        beta = variable("beta", resolved.fixed, dims="fixed_effect")
+        sigma = resolved.sigma.create_variable("sigma")
         integrated = plan.integrated.name if plan is not None else None
         effects = _factor_effects(data.factors, parametrization, resolved, integrated)
         if plan is not None:

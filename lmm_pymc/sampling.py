@@ -36,27 +36,22 @@ __all__ = [
 #: (``benchmarks/benchmark.py``).
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc")
 
-#: NUTS target acceptance rate per parametrization when ``target_accept=None``. The
-#: marginal posterior keeps a mild funnel between the fixed effects and the group sds
-#: when there are few groups (3 in the tutorial): at 0.95 about one draw in 4000 diverges,
-#: at 0.99 none did in 6 sampler seeds, and a draw still costs well under a millisecond.
+#: NUTS target acceptance rate per parametrization when ``target_accept=None``: the
+#: marginal posterior keeps a mild funnel between the fixed effects and the group sds when
+#: there are few groups (measurements: docs/measurements.md).
 DEFAULT_TARGET_ACCEPT: Mapping[str, float] = MappingProxyType(
     {"marginal": 0.99, "cholesky": 0.95, "lkj_corr": 0.95}
 )
 
 #: With at least this many levels in every factor the marginal posterior has no funnel left
-#: and ``marginal`` defaults to :data:`MANY_GROUPS_TARGET_ACCEPT`: at 0.9 fits of 10, 30,
-#: 100 and 1000 groups had no divergence in 2 seeds each and took 6 leapfrog steps per
-#: draw where 0.99 took 14-20 (same ESS), and a 10^4-group fit 21 where 0.99 took 72.
-#: Crossed (subjects x items, one integrated, the other sampled non-centred): 30 x 20 in 3
-#: seeds, 60 x 25 and 1000 x 100 in 2: no divergence at 0.9, 15-19 steps per draw where
-#: 0.99 took 72-104 at a lower min bulk ESS.
+#: and ``marginal`` defaults to :data:`MANY_GROUPS_TARGET_ACCEPT`, which takes a third to a
+#: quarter of the leapfrog steps of 0.99 without divergences (docs/measurements.md).
 MANY_GROUPS = 20
 MANY_GROUPS_TARGET_ACCEPT = 0.9
 
-#: nutpie options per parametrization, under the user's ``sampler_kwargs``. The marginal
-#: posterior has few, correlated parameters: nutpie's low-rank mass matrix update raised
-#: the minimum bulk ESS per second ~1.6x on 1000 groups (benchmarks/benchmark.py).
+#: nutpie options per parametrization, under the user's ``sampler_kwargs``: the marginal
+#: posterior has few, correlated parameters, which nutpie's low-rank mass matrix update
+#: suits (docs/measurements.md).
 NUTPIE_DEFAULTS: Mapping[str, Mapping[str, object]] = MappingProxyType(
     {"marginal": MappingProxyType({"low_rank_modified_mass_matrix": True})}
 )

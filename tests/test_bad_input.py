@@ -198,10 +198,10 @@ OPTION_ERRORS: list[tuple[str, Callable[[], object], tuple[str, ...]]] = [
         lambda: lmm_pymc.fit(frame(), FORMULA, chain=2),
         ("chain", "draws"),
     ),  # fmt: skip
-    ("prior sd negative", lambda: Priors(fixed_sd=-1.0), ("fixed_sd", "> 0", "-1.0")),
+    ("prior sd negative", lambda: Priors(fixed="normal(0, -1.0)"), ("sigma", "> 0", "-1.0")),
     ("prior eta 0", lambda: Priors(lkj_eta=0), ("lkj_eta", "> 0", "0")),
-    ("prior sd NaN", lambda: Priors(residual_sd=float("nan")), ("residual_sd", "finite")),
-    ("prior sd text", lambda: Priors(group_sd="wide"), ("group_sd", "number", "'wide'")),
+    ("prior sd NaN", lambda: Priors(sigma="halfnormal(nan)"), ("sigma", "finite")),
+    ("prior sd text", lambda: Priors(sigs="wide"), ("prior", "family(parameters)", "'wide'")),
     (
         "prior family unknown",
         lambda: Priors(terms={"beta[x]": "gamma(2, 1)"}),

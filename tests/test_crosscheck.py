@@ -325,11 +325,11 @@ def _without_random_slope(design: lmm_pymc.Design, parametrization: str) -> pm.M
         return build_model(wrong, parametrization, priors=lmm_pymc.Priors.tutorial())
     grouped, priors = design.grouped_statistics(), lmm_pymc.Priors()
     with pm.Model(coords=grouped.coords()) as model:
-        beta = pm.Normal("beta", priors.fixed_mu, priors.fixed_sd, dims="fixed_effect")
-        sigma = pm.HalfNormal("sigma", priors.residual_sd)
+        beta = pm.Normal("beta", **priors.fixed.kwargs, dims="fixed_effect")
+        sigma = pm.HalfNormal("sigma", **priors.sigma.kwargs)
         chol, corr, stds = pm.LKJCholeskyCov(
             f"chol_cov_{f.key}", n=2, eta=priors.lkj_eta, compute_corr=True,
-            sd_dist=pm.HalfNormal.dist(priors.group_sd, shape=2), store_in_trace=False)  # fmt: skip
+            sd_dist=pm.HalfNormal.dist(**priors.sigs.kwargs, shape=2), store_in_trace=False)  # fmt: skip
         keep = np.array([[1.0], [0.0]])  # Sigma without the slope's variance
         pm.Potential(
             "y_marginal", marginal_loglik(grouped.statistics, beta, sigma, chol * keep).sum()
@@ -347,8 +347,8 @@ FAILURES = {
     "lkj_eta_1_vs_2": lambda d, p: dict(priors=lmm_pymc.Priors(lkj_eta=1.0),
                                         stan_priors=lmm_pymc.Priors(lkj_eta=2.0)),
     # group sd prior 5 against 10: -sigs^2 / (2 sd^2) differs between points
-    "group_sd_5_vs_10": lambda d, p: dict(priors=lmm_pymc.Priors(group_sd=5.0),
-                                          stan_priors=lmm_pymc.Priors(group_sd=10.0)),
+    "group_sd_5_vs_10": lambda d, p: dict(priors=lmm_pymc.Priors(sigs="halfnormal(5)"),
+                                          stan_priors=lmm_pymc.Priors(sigs="halfnormal(10)")),
     "dropped_random_slope": lambda d, p: dict(model=_without_random_slope(d, p.parametrization)),
     # without log|d chol_cov / d (sigs, L_corr)| the pairs differ by a non-constant term
     "missing_jacobian": lambda d, p: dict(pair=dataclasses.replace(p, log_jacobian=None)),
@@ -433,6 +433,6 @@ def test_posterior_means_agree(tutorial_sim, cholesky_posterior) -> None:
 def test_posterior_check_catches_a_wrong_prior(tutorial_sim, cholesky_posterior) -> None:
     # Stan with residual sd prior HalfNormal(0.2) pulls sigma (~1) far below PyMC's
     table = compare_posteriors(tutorial_sim, "cholesky", idata=cholesky_posterior,
-                               stan_priors=lmm_pymc.Priors(residual_sd=0.2), draws=300,
+                               stan_priors=lmm_pymc.Priors(sigma="halfnormal(0.2)"), draws=300,
                                tune=300, chains=2, seed=11)  # fmt: skip
     assert not table.set_index("parameter").loc["sigma", "agree"], table.to_string()

@@ -164,14 +164,14 @@ def test_log_density_equals_the_code_before_the_redesign():
             # agrees to 1e-12 (the regression this test guards: a changed model)
             assert float(logp(point)) == pytest.approx(item["logp"], rel=1e-12, abs=3e-7), case
     # the check can fail: another prior moves the log density at the same point
-    other = build_model(sim.design, case["parametrization"], priors=Priors(fixed_sd=3.0))
+    other = build_model(sim.design, case["parametrization"], priors=Priors(fixed="normal(0, 3)"))
     assert abs(float(other.compile_logp()(point)) - item["logp"]) > 1.0
 
 
 def test_priors_reach_the_model(tutorial_sim):
     """Changing one prior changes exactly the term it governs."""
     base = build_model(tutorial_sim.design, "lkj_corr", priors=Priors.tutorial())
-    wide = build_model(tutorial_sim.design, "lkj_corr", priors=Priors(fixed_sd=20.0))
+    wide = build_model(tutorial_sim.design, "lkj_corr", priors=Priors(fixed="normal(0, 20)"))
     ip = base.initial_point()  # beta = 0
     a, b = base.point_logps(ip), wide.point_logps(ip)
     # Normal(0, s) at 0: -log(s) - 0.5 log(2 pi); the difference is log 2 per entry (2 d.p.)
@@ -233,10 +233,14 @@ def test_bad_model_input(tutorial_sim, crossed_design):
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("lkj_eta", 0.0), ("group_sd", -1.0), ("fixed_sd", float("nan"))]
+    ("field", "value", "message"),
+    [("lkj_eta", 0.0, r"Priors.lkj_eta must be finite and > 0"),
+     ("sigs", "halfnormal(-1)", r"halfnormal's sigma must be finite and > 0"),
+     ("sigs", "normal(0, 1)", r"Priors.sigs is the prior of an sd"),
+     ("fixed", "halfnormal(1)", r"Priors.fixed is the prior of a fixed effect")],
 )
-def test_bad_priors(field, value):
-    with pytest.raises(ValueError, match=rf"Priors.{field} must be"):
+def test_bad_priors(field, value, message):
+    with pytest.raises(ValueError, match=message):
         Priors(**{field: value})
 
 

@@ -45,10 +45,8 @@ def test_numpy_draws_match_pymc(prior) -> None:
     # 20000 draws each: the medians agree within 4 standard errors (~0.05 at these scales)
     rng = np.random.default_rng(1)
     ours = prior.draw(rng, 20000)
-    from lmm_pymc.priors import scalar_rv
-
     with pm.Model():
-        v = scalar_rv("v", prior)
+        v = prior.create_variable("v")
     theirs = pm.draw(v, draws=20000, random_seed=2)
     assert np.median(ours) == pytest.approx(np.median(theirs), abs=0.08)
 
@@ -125,15 +123,17 @@ def _same(a: Priors, b: Priors) -> bool:
     return all(np.allclose(a.terms[k].params, b.terms[k].params, rtol=1e-9) for k in keys)
 
 
-def test_tutorial_preset_and_shorthands() -> None:
+def test_tutorial_preset_and_round_trip() -> None:
     p = Priors.tutorial()
-    assert (p.fixed_mu, p.fixed_sd, p.residual_sd, p.group_sd, p.lkj_eta) == (0, 10, 5, 5, 2)
-    assert Priors(fixed_sd=3.0).fixed == Normal(0, 3)
+    assert (p.fixed, p.sigs, p.sigma, p.lkj_eta) == (Normal(0, 10), HalfNormal(5), HalfNormal(5), 2)
+    assert Priors(fixed="normal(0, 3)").fixed == Normal(0, 3)
     assert Priors.from_dict(Priors(terms={"beta[x]": "normal(1, 2)"}).to_dict()) == Priors(
         terms={"beta[x]": Normal(1, 2)}
     )
-    with pytest.raises(ValueError, match="tutorial's families only"):
-        _ = Priors(terms={"beta[x]": Normal(1, 2)}).fixed_sd
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['sd'\]"):
+        Priors.from_dict({"sd": ["halfnormal", 2.0]})
+    with pytest.raises(TypeError, match="Priors.sigs must be a lmm_pymc Prior"):
+        Priors(sigs=2.0)
 
 
 def _sleep_like(shift: float, scale: float) -> pd.DataFrame:

@@ -42,7 +42,7 @@ def test_structure_key_tells_structures_apart():
     base = model_structure(build_model(design))
     # another parametrization, other prior families, another LKJ shape, other sizes
     assert model_structure(build_model(design, "cholesky")) != base
-    assert model_structure(build_model(design, priors=Priors(sd="half_student_t(3, 2)"))) != base
+    assert model_structure(build_model(design, priors=Priors(sigs="half_student_t(3, 2)"))) != base
     assert model_structure(build_model(design, priors=Priors(lkj_eta=3.0))) != base
     more = simulate(data=design_frame(n_groups=5), seed=1).design
     cholesky = model_structure(build_model(design, "cholesky"))

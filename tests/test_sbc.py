@@ -96,7 +96,7 @@ CHEAP = cheap()
 
 # ----------------------------------------------------------------------------- prior draws
 def test_numpy_prior_draws_match_the_priors():
-    priors = Priors(fixed_mu=1.0, fixed_sd=3.0, residual_sd=2.0, group_sd=4.0, lkj_eta=2.0)
+    priors = Priors(fixed="normal(1, 3)", sigma="halfnormal(2)", sigs="halfnormal(4)", lkj_eta=2.0)
     rng = np.random.default_rng(0)
     draws = [draw_prior(priors, rng) for _ in range(4000)]
     get = lambda k, i=None: np.array([d[k] if i is None else d[k][i] for d in draws])  # noqa: E731
@@ -233,7 +233,7 @@ def test_uniformity_test_errors():
 
 
 def test_config_validation_and_round_trip():
-    cfg = SBCConfig(seed=4, fit_priors=Priors(fixed_sd=1.0), random_effect_groups=(0, 2))
+    cfg = SBCConfig(seed=4, fit_priors=Priors(fixed="normal(0, 1)"), random_effect_groups=(0, 2))
     assert SBCConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.max_rank == 2 * (500 // 5)
     assert cfg.sampling == SamplerConfig(draws=500, tune=500, chains=2, progressbar=False)
@@ -460,7 +460,7 @@ def test_miscalibrated_pair_is_detected(tmp_path):
     pytest.importorskip("nutpie", reason="the SBC default sampler is nutpie")
     sampling = SamplerConfig(draws=100, tune=100, chains=2, progressbar=False)
     wrong = SBCConfig(parametrization="cholesky", sampling=sampling, thin=2,
-                      fit_priors=Priors(fixed_sd=0.5), seed=1)  # fmt: skip
+                      fit_priors=Priors(fixed="normal(0, 0.5)"), seed=1)  # fmt: skip
     result = run_sbc(10, tmp_path, wrong, workers=1, progressbar=False)
     table = result.uniformity(prob=0.95).set_index("parameter")
     assert not table["passed"].all()

@@ -122,6 +122,12 @@ def test_tutorial_data_from_design() -> None:
     np.testing.assert_array_equal(data["x"], frame["x"])
     assert data["lkj_eta"] == 1.5 and data["fixed_sd"] == 10.0
     assert stan_data(sim.design).keys() == data.keys()  # the tutorial's design
+    # the tutorial's programs hold one number per prior: other families are refused
+    custom = lmm_pymc.Priors(sigs="halfstudent_t(3, 1)")
+    with pytest.raises(ValueError, match="take the tutorial's prior families only"):
+        tutorial_data(sim.design, custom)
+    with pytest.raises(ValueError, match="take the tutorial's prior families only"):
+        tutorial_data(sim.design, lmm_pymc.Priors(terms={"beta[x]": "normal(1, 2)"}))
 
 
 def test_general_data_from_design(crossed_small) -> None:
@@ -149,7 +155,7 @@ def test_marginal_stats_data_are_the_group_sums(crossed_small) -> None:
     assert stan_data(sim.design, program="marginal_stats").keys() == data.keys()
     with pytest.raises(ValueError, match="exactly one grouping factor"):
         marginal_stats_data(crossed_small.design)
-    with pytest.raises(ValueError, match="data must be a lmm_pymc.Design or GroupedStatistics"):
+    with pytest.raises(TypeError, match="data must be a lmm_pymc.Design or GroupedStatistics"):
         marginal_stats_data({})  # type: ignore[arg-type]
 
 
@@ -178,9 +184,9 @@ def test_tutorial_programs_refuse_other_designs(crossed_small) -> None:
 
 def test_stan_data_errors() -> None:
     design = lmm_pymc.simulate(seed=1).design
-    with pytest.raises(ValueError, match="design must be a lmm_pymc.Design, found dict"):
+    with pytest.raises(TypeError, match="design must be a lmm_pymc.Design, found dict"):
         stan_data({})  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="priors must be a lmm_pymc.Priors, found dict"):
+    with pytest.raises(TypeError, match="priors must be a lmm_pymc.Priors, found dict"):
         stan_data(design, {})  # type: ignore[arg-type]
 
 

@@ -42,6 +42,7 @@ from ..stan.programs import (
     marginal_stats_data,
     stan_file,
     tutorial_data,
+    tutorial_prior_data,
 )
 
 __all__ = [
@@ -136,11 +137,12 @@ def reference_offset(
     if not priors_in_stan:
         p, Q = len(design.fixed_names), len(design.terms)
         half_normal = math.log(2.0) - _HALF_LOG_2PI
+        scalars = tutorial_prior_data(priors)
         parts = {
-            f"beta: {p} normal constants": p * (-_HALF_LOG_2PI - math.log(priors.fixed_sd)),
-            "sigma: half-normal constant incl. log 2": half_normal - math.log(priors.residual_sd),
+            f"beta: {p} normal constants": p * (-_HALF_LOG_2PI - math.log(scalars["fixed_sd"])),
+            "sigma: half-normal constant incl. log 2": half_normal - math.log(scalars["residual_sd"]),
             f"sigs: {Q} half-normal constants incl. log 2": Q
-            * (half_normal - math.log(priors.group_sd)),
+            * (half_normal - math.log(scalars["group_sd"])),
         }
     # PyMC 5.28's LKJCorr and LKJCholeskyCov add +log c_n(eta), the opposite sign of the
     # normalised density (LKJCorr(n=2, eta=1) logp is log 2 where the uniform density on

@@ -44,9 +44,9 @@ def draw_prior(priors: Priors, rng: np.random.Generator) -> dict[str, object]:
         ``beta`` (2 floats), ``sigmas`` (2 floats), ``rho`` and ``sigma``: the keyword
         arguments of :func:`lmm_pymc.tutorial.parameters`.
     """
-    beta = rng.normal(priors.fixed_mu, priors.fixed_sd, size=2)
-    sigma = abs(rng.normal(0.0, priors.residual_sd))
-    sigmas = np.abs(rng.normal(0.0, priors.group_sd, size=2))
+    beta = priors.fixed.draw(rng, 2)
+    sigma = priors.sigma.draw(rng)
+    sigmas = priors.sigs.draw(rng, 2)
     rho = 2.0 * rng.beta(priors.lkj_eta, priors.lkj_eta) - 1.0
     return {
         "beta": (float(beta[0]), float(beta[1])),

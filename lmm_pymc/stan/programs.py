@@ -46,6 +46,7 @@ __all__ = [
     "stan_data",
     "stan_file",
     "stan_reference_dir",
+    "tutorial_prior_data",
     "tutorial_data",
 ]
 
@@ -154,7 +155,7 @@ def check_tutorial_design(design: Design) -> None:
 
 def _checked(design: Design, priors: Priors | None) -> Priors:
     if not isinstance(design, Design):
-        raise ValueError(f"design must be a lmm_pymc.Design, found {type(design).__name__}")
+        raise TypeError(f"design must be a lmm_pymc.Design, found {type(design).__name__}")
     if design.y is None:
         raise ValueError("design must carry an outcome y for Stan, found y=None")
     return _checked_priors(priors)
@@ -163,16 +164,27 @@ def _checked(design: Design, priors: Priors | None) -> Priors:
 def _checked_priors(priors: Priors | None) -> Priors:
     priors = Priors() if priors is None else priors
     if not isinstance(priors, Priors):
-        raise ValueError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
+        raise TypeError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
     return priors
 
 
-def _prior_data(priors: Priors) -> dict[str, float]:
+def tutorial_prior_data(priors: Priors) -> dict[str, float]:
+    """The prior data of the tutorial's Stan programs (``fixed_mu``, ``fixed_sd``,
+    ``residual_sd``, ``group_sd``, ``lkj_eta``): one number per prior, so they take the
+    tutorial's families only (normal fixed effects, half-normal sds, no per-term priors)."""
+    tutorial_families = (priors.fixed.family == "normal" and priors.sigs.family == "halfnormal"
+                         and priors.sigma.family == "halfnormal" and not priors.terms)  # fmt: skip
+    if not tutorial_families:
+        raise ValueError(
+            "the tutorial's Stan programs take the tutorial's prior families only (normal "
+            "fixed effects, half-normal sds, no per-term priors), found "
+            f"{priors!r}; use the general program (program='general')"
+        )
     return {
-        "fixed_mu": priors.fixed_mu,
-        "fixed_sd": priors.fixed_sd,
-        "residual_sd": priors.residual_sd,
-        "group_sd": priors.group_sd,
+        "fixed_mu": priors.fixed.kwargs["mu"],
+        "fixed_sd": priors.fixed.kwargs["sigma"],
+        "residual_sd": priors.sigma.kwargs["sigma"],
+        "group_sd": priors.sigs.kwargs["sigma"],
         "lkj_eta": priors.lkj_eta,
     }
 
@@ -199,7 +211,7 @@ def prior_data(
     ``sigma_family``/``sigma_par`` and ``lkj_eta`` per factor (:data:`FAMILY_CODES`)."""
     resolved = _checked_priors(priors).resolve(fixed_names, factors)
     fixed_family, fixed_par = _codes(resolved.fixed)
-    sd_family, sd_par = _codes([p for f in factors for p in resolved.sds[f.name]])
+    sd_family, sd_par = _codes([p for f in factors for p in resolved.sigs[f.name]])
     sigma_family, sigma_par = _codes([resolved.sigma])
     return {
         "fixed_family": fixed_family, "fixed_par": fixed_par,
@@ -230,7 +242,7 @@ def tutorial_data(design: Design, priors: Priors | None = None) -> dict[str, obj
         "y": design.y.astype(float),
         "N_group": f.n_levels,
         "group_id": (f.index + 1).astype(np.int64),
-        **_prior_data(priors),
+        **tutorial_prior_data(priors),
     }
 
 
@@ -288,7 +300,7 @@ def marginal_stats_data(
     elif isinstance(data, GroupedStatistics):
         priors = _checked_priors(priors)
     else:
-        raise ValueError(
+        raise TypeError(
             f"data must be a lmm_pymc.Design or GroupedStatistics, found {type(data).__name__}"
         )
     stats, f = data.statistics, data.factor
