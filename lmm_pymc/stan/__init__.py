@@ -54,6 +54,7 @@ from .programs import (
     stan_file,
     stan_reference_dir,
     tutorial_data,
+    tutorial_prior_data,
 )
 from .pystan_engine import PyStanEngine
 
@@ -87,5 +88,6 @@ __all__ = [
     "stan_file",
     "stan_reference_dir",
     "tutorial_data",
+    "tutorial_prior_data",
     "unflatten",
 ]
