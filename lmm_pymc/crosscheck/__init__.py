@@ -12,7 +12,7 @@ Examples
 >>> import lmm_pymc
 >>> from lmm_pymc.crosscheck import available_pairs, crosscheck
 >>> available_pairs()
-['marginal', 'cholesky', 'lkj_corr', 'general']
+['marginal', 'cholesky', 'lkj_corr', 'marginal_stats', 'general']
 >>> result = crosscheck(lmm_pymc.simulate(seed=1), "cholesky")  # doctest: +SKIP
 >>> result.ok  # doctest: +SKIP
 True
