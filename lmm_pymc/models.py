@@ -52,6 +52,7 @@ from .marginal import (
     marginal_loglik,
     residual_marginal_loglik,
 )
+from .options import PARAMETRIZATIONS
 from .priors import (
     Priors,
     ResolvedPriors,
@@ -67,9 +68,6 @@ __all__ = [
     "integrated_factor",
     "resolve_parametrization",
 ]
-
-#: Names of the parametrizations :func:`build_model` accepts.
-PARAMETRIZATIONS: tuple[str, ...] = ("marginal", "cholesky", "lkj_corr")
 
 
 def resolve_parametrization(
