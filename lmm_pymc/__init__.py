@@ -49,9 +49,9 @@ _EXPORTS: dict[str, str] = {
     "group_log_likelihood": "predictions",
     "summary": "summaries",
     "FitSummary": "summaries",
-    "PARAMETRIZATIONS": "models",
+    "PARAMETRIZATIONS": "options",
     "build_model": "models",
-    "SAMPLERS": "sampling",
+    "SAMPLERS": "options",
     "Diagnostics": "sampling",
     "SamplerConfig": "sampling",
     "SamplingWarning": "sampling",
@@ -132,11 +132,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .design import Design, GroupedStatistics, GroupingFactor, GroupStatistics
     from .fitting import fit
     from .formula import design_from_formula
-    from .models import PARAMETRIZATIONS, build_model
+    from .models import build_model
+    from .options import PARAMETRIZATIONS, SAMPLERS
     from .predictions import group_log_likelihood, predict
     from .parameters import FactorTruth, Truth, correlation_matrix, covariance_matrix
     from .priors import Priors
     from .recovery import plot_recovery, recovery_table
-    from .sampling import SAMPLERS, Diagnostics, SamplerConfig, SamplingWarning, diagnose
+    from .sampling import Diagnostics, SamplerConfig, SamplingWarning, diagnose
     from .sbc import SBCConfig, SBCResult, load_sbc, run_sbc
     from .simulation import Simulation, simulate

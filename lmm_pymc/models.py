@@ -54,13 +54,11 @@ from .marginal import (
     marginal_loglik,
     residual_marginal_loglik,
 )
+from .options import PARAMETRIZATIONS
 from .priors import Priors, ResolvedPriors, default_priors
 from .priors.builders import distribution, variable
 
 __all__ = ["PARAMETRIZATIONS", "build_model", "resolve_parametrization"]
-
-#: Names of the parametrizations :func:`build_model` accepts.
-PARAMETRIZATIONS: tuple[str, ...] = ("marginal", "cholesky", "lkj_corr")
 
 
 def resolve_parametrization(

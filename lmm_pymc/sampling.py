@@ -18,6 +18,7 @@ import arviz as az
 import numpy as np
 
 from .checks import choice, non_negative_int, positive_int, probability
+from .options import SAMPLERS
 
 __all__ = [
     "DEFAULT_TARGET_ACCEPT",
@@ -30,11 +31,6 @@ __all__ = [
     "sample_compiled",
     "sample_model",
 ]
-
-#: NUTS implementations; the first is the default. nutpie (Rust NUTS on a numba-compiled
-#: log density) takes ~1/10 of PyMC's time per draw on these models
-#: (``benchmarks/benchmark.py``).
-SAMPLERS: tuple[str, ...] = ("nutpie", "pymc")
 
 #: NUTS target acceptance rate per parametrization when ``target_accept=None``: the
 #: marginal posterior keeps a mild funnel between the fixed effects and the group sds when

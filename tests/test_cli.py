@@ -5,27 +5,48 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from lmm_pymc import PARAMETRIZATIONS, SAMPLERS, cli
+from lmm_pymc import cli
 from lmm_pymc.cli import main
+from lmm_pymc.options import CROSSCHECK_PAIRS
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_cli_choices_match_the_package():
+    """The parsers offer the package's option sets (lmm_pymc.options, their one home); the
+    cross-check's built-in pairs are those its registry registers."""
     from lmm_pymc.crosscheck import available_pairs
 
-    assert cli.PARAMETRIZATIONS == PARAMETRIZATIONS and cli.SAMPLERS == SAMPLERS
-    assert set(cli.PAIRS) == set(available_pairs())
+    assert set(CROSSCHECK_PAIRS) == set(available_pairs())
     args = cli.build_parser().parse_args(["demo"])
     assert (args.parametrization, args.sampler) == (None, "nutpie")  # the package's defaults
+    args = cli.build_parser().parse_args(["crosscheck", "--parametrization", "general"])
+    assert args.parametrization == ["general"]
+
+
+def test_console_script_and_module_run_main():
+    """`lmm-pymc` (pyproject's [project.scripts]) and `python -m lmm_pymc.cli` reach main."""
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, name = scripts["lmm-pymc"].partition(":")
+    assert getattr(__import__(module, fromlist=[name]), name) is main
+    out = subprocess.run([sys.executable, "-m", "lmm_pymc.cli", "--help"], cwd=REPO,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert "{demo,simulate,fit,predict,sbc,crosscheck}" in out.stdout
 
 
 def test_parsing_imports_no_heavy_library():
     """`lmm-pymc --help` and argument errors load neither PyMC nor PyTensor nor nutpie."""
-    code = ("import sys; from lmm_pymc.cli import build_parser; "
-            "build_parser().parse_args(['fit', 'x.csv', '--draws', '10']); "
+    code = ("import sys; from lmm_pymc.cli import build_parser; p = build_parser(); "
+            "p.parse_args(['fit', 'x.csv', '--draws', '10']); "
+            "p.parse_args(['sbc', '--simulations', '2', '--out', 'o', '--parametrization', "
+            "'cholesky', '--sampler', 'pymc']); "
+            "p.parse_args(['crosscheck', '--parametrization', 'general']); "
             "print(sorted(m for m in ('pymc', 'pytensor', 'nutpie', 'arviz') "
             "if m in sys.modules))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

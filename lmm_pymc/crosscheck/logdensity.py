@@ -166,19 +166,22 @@ def _points(model: pm.Model, n_prior: int, n_posterior: int, seed: int, tune: in
     rng = np.random.default_rng(seed)
     points = []
     if n_posterior > 0:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # short trees: the points need not be exact posterior draws, only typical of
-            # the posterior, and the centred model's funnel makes full trees slow
-            post = pm.sample(draws=n_posterior, tune=tune, chains=1, cores=1, model=model,
-                             random_seed=rng, progressbar=False, nuts={"max_treedepth": 6},
-                             compute_convergence_checks=False).posterior  # fmt: skip
+        # short trees: the points need not be exact posterior draws, only typical of the
+        # posterior, and the centred model's funnel makes full trees slow
+        post = pm.sample(draws=n_posterior, tune=tune, chains=1, cores=1, model=model,
+                         random_seed=rng, progressbar=False, nuts={"max_treedepth": 6},
+                         compute_convergence_checks=False).posterior  # fmt: skip
         points += [(f"posterior {d}", {n: post[n].values[0, d] for n in names})
                    for d in range(n_posterior)]  # fmt: skip
     if n_prior > 0:
-        prior = pm.sample_prior_predictive(
-            draws=n_prior, model=model, var_names=names, random_seed=rng
-        ).prior
+        with warnings.catch_warnings():
+            # the marginal model's likelihood is a Potential: prior draws of the free
+            # variables ignore it, which is what these points are
+            warnings.filterwarnings("ignore", message="The effect of Potentials",
+                                    category=UserWarning)  # fmt: skip
+            prior = pm.sample_prior_predictive(
+                draws=n_prior, model=model, var_names=names, random_seed=rng
+            ).prior
         points += [(f"prior {d}", {n: prior[n].values[0, d] for n in names})
                    for d in range(n_prior)]  # fmt: skip
     return points

@@ -2,7 +2,7 @@
 
 One simulation ``i`` of the tutorial's model ``y ~ 1 + x + (1 + x | group_id)``::
 
-    theta_i ~ prior                  beta, sigma, sigs, rho     (numpy, = Priors)   prior.py
+    theta_i ~ prior                  beta, sigma, sigs, rho     (Prior.draw, numpy) prior.py
     y_i     ~ model(theta_i)         lmm_pymc.simulate (b drawn inside)
     draws   ~ posterior(. | y_i)     lmm_pymc.fit, thinned                         runner.py
     rank    = #(draws < theta_i)     one rank in 0..L per parameter                ranks.py
@@ -23,7 +23,14 @@ order of completion or on being re-run.
 from __future__ import annotations
 
 from .config import DEFAULT_SAMPLING, SBCConfig
-from .prior import draw_prior, ranked_targets, simulate_from_prior
+from .prior import (
+    draw_prior,
+    parameter_names,
+    ranked_targets,
+    simulate_from_prior,
+    simulate_targets,
+    true_values,
+)
 from .ranks import posterior_draws, ranks_from_draws, uniformity_test
 from .results import SBCResult, load_sbc
 from .runner import run_one, run_sbc
@@ -36,11 +43,14 @@ __all__ = [
     "SBCStore",
     "draw_prior",
     "load_sbc",
+    "parameter_names",
     "posterior_draws",
     "ranked_targets",
     "ranks_from_draws",
     "run_one",
     "run_sbc",
     "simulate_from_prior",
+    "simulate_targets",
+    "true_values",
     "uniformity_test",
 ]

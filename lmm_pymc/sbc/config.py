@@ -1,11 +1,15 @@
-"""The settings of an SBC run: :class:`SBCConfig`, validated once and stored as JSON."""
+"""The settings of an SBC run: :class:`SBCConfig`, validated once and stored as JSON.
+
+Plain data: making one builds no design and loads no PyMC (the parametrization is checked
+against :data:`lmm_pymc.options.PARAMETRIZATIONS`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
-from ..checks import non_negative_int, positive_int
+from ..checks import choice, non_negative_int, positive_int
+from ..options import PARAMETRIZATIONS
 from ..priors import Priors
 from ..sampling import SamplerConfig
 
@@ -23,7 +27,20 @@ def _as_priors(name: str, value: object) -> Priors | None:
         return value
     if isinstance(value, Mapping):
         return Priors.from_dict(value)
-    raise ValueError(f"{name} must be a lmm_pymc.Priors, found {type(value).__name__}")
+    raise TypeError(f"{name} must be a lmm_pymc.Priors, found {type(value).__name__}")
+
+
+def _simulating_priors(value: object) -> Priors:
+    """The prior the parameters are drawn from: the families of ``Priors.fixed``, ``sigs``,
+    ``sigma`` and ``lkj_eta`` (:func:`lmm_pymc.sbc.draw_prior`), no per-term priors."""
+    priors = _as_priors("priors", value) or Priors()
+    if priors.terms:
+        raise ValueError(
+            "priors (the simulating prior) must have no per-term priors: SBC draws every "
+            "fixed effect from Priors.fixed, every sd from Priors.sigs and R from "
+            f"Priors.lkj_eta, found terms {sorted(priors.terms)}"
+        )
+    return priors
 
 
 def _as_sampling(value: object) -> SamplerConfig:
@@ -33,7 +50,7 @@ def _as_sampling(value: object) -> SamplerConfig:
     if isinstance(value, Mapping):
         value = SamplerConfig.from_options(None, **value)
     if not isinstance(value, SamplerConfig):
-        raise ValueError(f"sampling must be a lmm_pymc.SamplerConfig, found {type(value).__name__}")
+        raise TypeError(f"sampling must be a lmm_pymc.SamplerConfig, found {type(value).__name__}")
     if value.chains < 2:
         raise ValueError(f"chains must be >= 2 (r_hat needs two chains), found {value.chains}")
     if value.random_seed is not None:
@@ -44,15 +61,17 @@ def _as_sampling(value: object) -> SamplerConfig:
     return value
 
 
-def _resolve_parametrization(n_groups: int, n_per_group: int, value: str | None) -> str:
-    """The parametrization fitted to the tutorial's design (the package default for None)."""
-    from .. import tutorial
-    from ..formula import design_from_formula
-    from ..models import resolve_parametrization
-
-    frame = tutorial.design_frame(n_groups, n_per_group)
-    design = design_from_formula(tutorial.FORMULA, frame, require_response=False)
-    return resolve_parametrization(design, value)
+def _parametrization(value: object) -> str:
+    """The fitted parametrization; None is ``marginal``, the package's default for the
+    tutorial's formula (one grouping factor, :func:`lmm_pymc.models.resolve_parametrization`)."""
+    if value is None:
+        return "marginal"
+    if not isinstance(value, str):
+        raise TypeError(
+            f"parametrization must be a string among {list(PARAMETRIZATIONS)} or None, found "
+            f"{type(value).__name__}"
+        )
+    return choice("parametrization", value, PARAMETRIZATIONS)
 
 
 @dataclass(frozen=True)
@@ -65,16 +84,15 @@ class SBCConfig:
         Design of every simulated data set, :func:`lmm_pymc.tutorial.design_frame`
         (default: the tutorial's 3 groups x 10 rows, ``x = 1..10``).
     priors : Priors
-        Prior the parameters are drawn from (the simulating prior).
+        Prior the parameters are drawn from (the simulating prior): any families of
+        ``fixed``, ``sigs`` and ``sigma`` and the LKJ shape ``lkj_eta``; no per-term priors.
     fit_priors : Priors, optional
         Prior of the fitted model; default ``priors``. A different value makes a
         deliberately miscalibrated pair that the uniformity test must detect.
     parametrization : {"marginal", "cholesky", "lkj_corr"}, optional
-        Parametrization of the fitted model; default (None) the package's default for the
-        tutorial's formula (:func:`lmm_pymc.models.resolve_parametrization`: ``marginal``),
-        stored resolved. With nutpie, ``cholesky`` and ``lkj_corr`` are compiled once per
-        worker and each data set's outcome swapped in; other fits go through
-        :func:`lmm_pymc.fit`.
+        Parametrization of the fitted model; default (None) ``marginal``, the package's
+        default for the tutorial's formula (one grouping factor), stored as such. Every fit
+        goes through :func:`lmm_pymc.fit` (:func:`lmm_pymc.sbc.runner.fit_simulation`).
     sampling : SamplerConfig, optional
         The sampler of every fit (default :data:`DEFAULT_SAMPLING`); at least 2 chains and
         no ``random_seed`` (simulation ``i`` seeds its fit from ``(seed, i)``). ``cores=None``
@@ -112,14 +130,17 @@ class SBCConfig:
         if self.n_groups < 2:
             raise ValueError(f"n_groups must be >= 2, found {self.n_groups}")
         set_(self, "seed", non_negative_int("seed", self.seed))
-        set_(self, "priors", _as_priors("priors", self.priors) or Priors())
+        set_(self, "priors", _simulating_priors(self.priors))
         set_(self, "fit_priors", _as_priors("fit_priors", self.fit_priors) or self.priors)
         set_(self, "sampling", _as_sampling(self.sampling))
-        set_(
-            self,
-            "parametrization",
-            _resolve_parametrization(self.n_groups, self.n_per_group, self.parametrization),
-        )
+        set_(self, "parametrization", _parametrization(self.parametrization))
+        if isinstance(self.random_effect_groups, str | bytes) or not isinstance(
+            self.random_effect_groups, Sequence
+        ):
+            raise TypeError(
+                "random_effect_groups must be a sequence of group positions, found "
+                f"{type(self.random_effect_groups).__name__}"
+            )
         groups = tuple(non_negative_int("random_effect_groups[...]", g)
                        for g in self.random_effect_groups)  # fmt: skip
         bad = [g for g in groups if not g < self.n_groups]
@@ -139,15 +160,6 @@ class SBCConfig:
         """``L``: ranks lie in ``0..L``."""
         return self.sampling.chains * (self.sampling.draws // self.thin)
 
-    @property
-    def parameter_names(self) -> tuple[str, ...]:
-        """Names of the ranked quantities, in the package's naming (``beta[x]``, ``sigma``,
-        ``sigs[x|group_id]``, ``R[intercept|group_id, x|group_id]``, then
-        ``b_group_id[<label>, <effect>|group_id]`` of the ranked groups)."""
-        from .prior import ranked_names
-
-        return ranked_names(self.n_groups, self.n_per_group, self.random_effect_groups)
-
     def to_dict(self) -> dict:
         """JSON-able form (stored beside the results to refuse resuming a different run)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -160,6 +172,8 @@ class SBCConfig:
     @classmethod
     def from_dict(cls, data: Mapping) -> SBCConfig:
         """Inverse of :meth:`to_dict`; unknown fields are refused."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"SBC config must be a mapping, found {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -9,7 +9,7 @@ selections and values as the recovery table.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -19,7 +19,15 @@ from ..priors import Priors
 from ..simulation import Simulation, simulate
 from .config import SBCConfig
 
-__all__ = ["Target", "draw_prior", "ranked_names", "ranked_targets", "simulate_from_prior"]
+__all__ = [
+    "Target",
+    "draw_prior",
+    "parameter_names",
+    "ranked_targets",
+    "simulate_from_prior",
+    "simulate_targets",
+    "true_values",
+]
 
 #: One ranked quantity: (posterior variable, coordinate selection, true value).
 Target = tuple[str, dict, float]
@@ -28,9 +36,11 @@ Target = tuple[str, dict, float]
 def draw_prior(priors: Priors, rng: np.random.Generator) -> dict[str, object]:
     """One draw of the tutorial model's parameters from ``priors``, with numpy.
 
-    ``beta ~ Normal(fixed_mu, fixed_sd)`` (intercept, slope), ``sigma ~
-    HalfNormal(residual_sd)``, ``sigmas ~ HalfNormal(group_sd)`` and, for the 2 x 2 ``R ~
-    LKJ(eta)``, ``rho = 2 Beta(eta, eta) - 1`` (the marginal of LKJ for one correlation).
+    ``beta`` (intercept, slope) from ``priors.fixed``, ``sigma`` from ``priors.sigma``,
+    ``sigmas`` from ``priors.sigs`` (each :meth:`lmm_pymc.priors.Prior.draw`, so any prior
+    family) and, for the 2 x 2 ``R ~ LKJ(eta)``, ``rho = 2 Beta(eta, eta) - 1`` (the
+    marginal of LKJ for one correlation), in this order from ``rng``. Per-term priors
+    (``priors.terms``) are not used (:class:`SBCConfig` refuses them).
 
     Parameters
     ----------
@@ -43,7 +53,16 @@ def draw_prior(priors: Priors, rng: np.random.Generator) -> dict[str, object]:
     dict
         ``beta`` (2 floats), ``sigmas`` (2 floats), ``rho`` and ``sigma``: the keyword
         arguments of :func:`lmm_pymc.tutorial.parameters`.
+
+    Raises
+    ------
+    TypeError
+        If ``priors`` is not a :class:`~lmm_pymc.Priors` or ``rng`` not a Generator.
     """
+    if not isinstance(priors, Priors):
+        raise TypeError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, found {type(rng).__name__}")
     beta = priors.fixed.draw(rng, 2)
     sigma = priors.sigma.draw(rng)
     sigmas = priors.sigs.draw(rng, 2)
@@ -76,12 +95,45 @@ def ranked_targets(truth: Truth, random_effect_groups: Sequence[int]) -> dict[st
 
 
 @functools.lru_cache(maxsize=16)
-def ranked_names(
+def _ranked_names(
     n_groups: int, n_per_group: int, random_effect_groups: tuple[int, ...]
 ) -> tuple[str, ...]:
-    """Names of the ranked quantities for the tutorial's design (any parameter values)."""
     sim = simulate(data=tutorial.design_frame(n_groups, n_per_group), seed=0)
     return tuple(ranked_targets(sim.truth, random_effect_groups))
+
+
+def parameter_names(config: SBCConfig) -> tuple[str, ...]:
+    """Names of the quantities ranked under ``config``, in the package's naming
+    (``beta[x]``, ``sigma``, ``sigs[x|group_id]``, ``R[intercept|group_id, x|group_id]``,
+    then ``b_group_id[<label>, <effect>|group_id]`` of the ranked groups); they do not
+    depend on the parameter values."""
+    return _ranked_names(config.n_groups, config.n_per_group, config.random_effect_groups)
+
+
+def simulate_targets(config: SBCConfig, index: int) -> tuple[dict[str, Target], Simulation]:
+    """Prior draw and data set of simulation ``index``, seeded by ``[config.seed, index]``.
+
+    Returns
+    -------
+    targets : dict
+        Display name -> (posterior variable, selection, true value) of every ranked
+        quantity (:func:`ranked_targets`).
+    simulation : Simulation
+        From :func:`lmm_pymc.simulate` on ``tutorial.design_frame(n_groups, n_per_group)``.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, int(index)]))
+    theta = draw_prior(config.priors, rng)
+    sim = simulate(
+        data=tutorial.design_frame(config.n_groups, config.n_per_group),
+        **tutorial.parameters(**theta),
+        seed=rng,
+    )
+    return ranked_targets(sim.truth, config.random_effect_groups), sim
+
+
+def true_values(targets: Mapping[str, Target]) -> dict[str, float]:
+    """Display name -> true value of ``targets`` (:func:`ranked_targets`)."""
+    return {name: value for name, (_, _, value) in targets.items()}
 
 
 def simulate_from_prior(config: SBCConfig, index: int) -> tuple[dict[str, float], Simulation]:
@@ -94,12 +146,5 @@ def simulate_from_prior(config: SBCConfig, index: int) -> tuple[dict[str, float]
     simulation : Simulation
         From :func:`lmm_pymc.simulate` on ``tutorial.design_frame(n_groups, n_per_group)``.
     """
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed, int(index)]))
-    theta = draw_prior(config.priors, rng)
-    sim = simulate(
-        data=tutorial.design_frame(config.n_groups, config.n_per_group),
-        **tutorial.parameters(**theta),
-        seed=rng,
-    )
-    targets = ranked_targets(sim.truth, config.random_effect_groups)
-    return {name: value for name, (_, _, value) in targets.items()}, sim
+    targets, sim = simulate_targets(config, index)
+    return true_values(targets), sim

@@ -16,14 +16,25 @@ import numpy as np
 
 from ..checks import positive_int
 from ..errors import require
+from ..sampling import SamplingWarning, diagnose
 from ..simulation import Simulation
 from .config import SBCConfig
-from .prior import ranked_targets, simulate_from_prior
+from .prior import simulate_targets, true_values
 from .ranks import posterior_draws, ranks_from_draws
 from .results import SBCResult, load_sbc
 from .store import SBCStore
 
 __all__ = ["fit_seed", "fit_simulation", "run_one", "run_sbc"]
+
+
+def _as_config(config: object) -> SBCConfig:
+    if isinstance(config, SBCConfig):
+        return config
+    if isinstance(config, Mapping):
+        return SBCConfig.from_dict(config)
+    raise TypeError(
+        f"config must be a lmm_pymc.SBCConfig or its dict, found {type(config).__name__}"
+    )
 
 
 def fit_seed(seed: int, index: int) -> int:
@@ -34,11 +45,13 @@ def fit_seed(seed: int, index: int) -> int:
 def fit_simulation(config: SBCConfig, sim: Simulation, seed: int) -> az.InferenceData:
     """Fit one simulated data set as ``config`` says, the sampler seeded by ``seed``.
 
-    Through :func:`lmm_pymc.fit`, whose compiled model is reused by every later simulation
-    of the same design in the process (:func:`lmm_pymc.compiled.compile_model`); no
-    pointwise groups (SBC needs the posterior only). ``marginal`` adds exact draws of the
-    random effects, seeded by ``seed`` too. PyMC runs its chains in this process unless
-    ``config.sampling.cores`` says otherwise (Dask workers are daemonic and one CPU each).
+    Through :func:`lmm_pymc.fit`, which builds the PyMC model of ``sim``; with nutpie its
+    compiled log density is reused by every later simulation of the same design in the
+    process (:func:`lmm_pymc.compiled.compile_model`), while PyMC's sampler compiles its
+    functions for every fit. No pointwise groups (SBC needs the posterior only).
+    ``marginal`` adds exact draws of the random effects, seeded by ``seed`` too. PyMC runs
+    its chains in this process unless ``config.sampling.cores`` says otherwise (Dask
+    workers are daemonic and one CPU each).
     """
     from ..fitting import fit
 
@@ -69,17 +82,15 @@ def run_one(config: SBCConfig | Mapping, index: int) -> dict:
     dict
         JSON-able: ``index, truth, ranks, max_rank, diagnostics, seconds``.
     """
-    from ..sampling import diagnose
-
-    config = SBCConfig.from_dict(config) if isinstance(config, Mapping) else config
+    config = _as_config(config)
     start = time.perf_counter()
-    _, sim = simulate_from_prior(config, index)
-    targets = ranked_targets(sim.truth, config.random_effect_groups)
-    truth = {name: value for name, (_, _, value) in targets.items()}
+    targets, sim = simulate_targets(config, index)
+    truth = true_values(targets)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # per-fit diagnostics are stored, not warned
+        # per-fit diagnostics are stored in the result, not warned about
+        warnings.simplefilter("ignore", SamplingWarning)
         idata = fit_simulation(config, sim, fit_seed(config.seed, index))
-        diag = diagnose(idata, warn=False)
+    diag = diagnose(idata, warn=False)
     draws = posterior_draws(idata, targets, config.thin)
     return {
         "index": int(index),
@@ -198,6 +209,8 @@ def run_sbc(
     ------
     ValueError
         If ``out`` holds a run with another configuration or a corrupted result file.
+    TypeError
+        If ``config`` is neither an :class:`SBCConfig` nor its dict.
     """
     from tqdm.auto import tqdm
 
@@ -205,7 +218,7 @@ def run_sbc(
     if workers is not None:
         positive_int("workers", workers)
     store = SBCStore(out)
-    config = config if config is not None else (store.config() or SBCConfig())
+    config = _as_config(config) if config is not None else (store.config() or SBCConfig())
     store.prepare(config)
     done = set(store.finished())
     for i in sorted(done):
