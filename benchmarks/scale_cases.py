@@ -61,7 +61,7 @@ def _write_single(directory: Path, rows: int, groups: int, files: int, seed: int
     from lmm_pymc import tutorial
 
     rng = np.random.default_rng(seed)
-    sd0, sd1 = tutorial.SIGMAS
+    sd0, sd1 = tutorial.SIGS
     cov = np.array([[sd0**2, tutorial.RHO * sd0 * sd1], [tutorial.RHO * sd0 * sd1, sd1**2]])
     b = rng.multivariate_normal(np.zeros(2), cov, size=groups)  # (J, 2)
     beta0, beta1 = tutorial.BETA

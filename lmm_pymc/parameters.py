@@ -95,9 +95,9 @@ def validate_correlation(
 
 
 def covariance_matrix(
-    sigmas: Sequence[float] | np.ndarray, R: np.ndarray | Sequence[Sequence[float]]
+    sigs: Sequence[float] | np.ndarray, R: np.ndarray | Sequence[Sequence[float]]
 ) -> np.ndarray:
-    """``Sigma = diag(sigmas) R diag(sigmas)``, after validating both inputs.
+    """``Sigma = diag(sigs) R diag(sigs)``, after validating both inputs.
 
     Examples
     --------
@@ -105,11 +105,11 @@ def covariance_matrix(
     array([[9. , 4.2],
            [4.2, 4. ]])
     """
-    s = positive_vector("sigmas", sigmas)
+    s = positive_vector("sigs", sigs)
     r = validate_correlation(R)
     if r.shape[0] != s.size:
         raise ValueError(
-            f"R must be {s.size} x {s.size} to match sigmas of length {s.size}, "
+            f"R must be {s.size} x {s.size} to match sigs of length {s.size}, "
             f"found shape {r.shape}"
         )
     # (q, q) = diag(s) @ R @ diag(s)
@@ -122,20 +122,20 @@ class FactorTruth:
 
     Attributes
     ----------
-    sigmas : ndarray, shape (q,)
+    sigs : ndarray, shape (q,)
     R : ndarray, shape (q, q)
     b : ndarray, shape (J, q)
         Row ``j`` for the factor's ``labels[j]``.
     """
 
-    sigmas: np.ndarray
+    sigs: np.ndarray
     R: np.ndarray
     b: np.ndarray
 
     @property
     def Sigma(self) -> np.ndarray:
-        """``diag(sigmas) R diag(sigmas)``."""
-        return covariance_matrix(self.sigmas, self.R)
+        """``diag(sigs) R diag(sigs)``."""
+        return covariance_matrix(self.sigs, self.R)
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class Truth:
         for f in d.factors:
             t = self.factors[f.name]
             for k, term in enumerate(f.terms):
-                out[f"sigs[{term}]"] = ("sigs", {"random_effect": term}, float(t.sigmas[k]))
+                out[f"sigs[{term}]"] = ("sigs", {"random_effect": term}, float(t.sigs[k]))
             if f.has_correlation:
                 for i in range(f.q):
                     for k in range(i + 1, f.q):

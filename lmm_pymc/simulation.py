@@ -84,20 +84,20 @@ def _beta_vector(beta: Mapping[str, float] | Sequence[float], names: tuple[str, 
 
 
 def _factor_parameters(f, spec: Mapping[str, object]) -> tuple[np.ndarray, np.ndarray]:
-    """Validated ``(sigmas, R)`` of factor ``f`` from ``{"sigmas": ..., "R" or "rho": ...}``."""
+    """Validated ``(sigs, R)`` of factor ``f`` from ``{"sigs": ..., "R" or "rho": ...}``."""
     where = f"groups[{f.name!r}]"
     if not isinstance(spec, Mapping):
-        raise ValueError(f"{where} must be a mapping with 'sigmas', found {type(spec).__name__}")
-    unknown = sorted(set(map(str, spec)) - {"sigmas", "R", "rho"})
-    if unknown or "sigmas" not in spec:
+        raise ValueError(f"{where} must be a mapping with 'sigs', found {type(spec).__name__}")
+    unknown = sorted(set(map(str, spec)) - {"sigs", "R", "rho"})
+    if unknown or "sigs" not in spec:
         raise ValueError(
-            f"{where} takes the keys 'sigmas' (required), 'R' or 'rho', "
+            f"{where} takes the keys 'sigs' (required), 'R' or 'rho', "
             f"found {sorted(map(str, spec))}"
         )
-    sigmas = positive_vector(f"{where}['sigmas']", spec.get("sigmas"))
-    if sigmas.size != f.q:
+    sigs = positive_vector(f"{where}['sigs']", spec.get("sigs"))
+    if sigs.size != f.q:
         raise ValueError(
-            f"{where}['sigmas'] must have {f.q} values for {list(f.terms)}, found {sigmas.size}"
+            f"{where}['sigs'] must have {f.q} values for {list(f.terms)}, found {sigs.size}"
         )
     if "R" in spec and "rho" in spec:
         raise ValueError(f"{where}: give R or rho, not both")
@@ -117,7 +117,7 @@ def _factor_parameters(f, spec: Mapping[str, object]) -> tuple[np.ndarray, np.nd
             f"{where}['R'] must be the identity for the uncorrelated term (... || {f.name}), "
             f"found {R.tolist()}"
         )
-    return sigmas, R
+    return sigs, R
 
 
 def simulate(
@@ -143,7 +143,7 @@ def simulate(
     beta : mapping or sequence, optional
         Fixed effects, by name (``{"intercept": 1, "x": 0.5}``) or in the design's order.
     groups : mapping, optional
-        Factor name -> ``{"sigmas": [...], "R": q x q matrix}``; ``R`` may be omitted
+        Factor name -> ``{"sigs": [...], "R": q x q matrix}``; ``R`` may be omitted
         (identity) and must be omitted or the identity for an uncorrelated ``||`` term;
         ``"rho"`` gives the correlation of a 2 x 2 ``R``.
     sigma : float, optional
@@ -168,7 +168,7 @@ def simulate(
     >>> import pandas as pd
     >>> df = pd.DataFrame({"x": [1.0, 2.0, 3.0] * 4, "g": list("aabbccddeeff")})
     >>> sim = simulate("y ~ 1 + x + (1 | g)", df, beta=[1.0, 2.0],
-    ...                groups={"g": {"sigmas": [0.5]}}, sigma=1.0, seed=1)
+    ...                groups={"g": {"sigs": [0.5]}}, sigma=1.0, seed=1)
     >>> sim.truth.factors["g"].b.shape
     (6, 1)
     """
@@ -208,9 +208,9 @@ def simulate(
     factors: dict[str, FactorTruth] = {}
     random_outcome = np.zeros(design.n_obs)
     for f in design.factors:
-        sigmas, R = specs[f.name]
-        b = draw_random_effects(covariance_matrix(sigmas, R), f.n_levels, rng)
-        factors[f.name] = FactorTruth(sigmas=sigmas, R=R, b=b)
+        sigs, R = specs[f.name]
+        b = draw_random_effects(covariance_matrix(sigs, R), f.n_levels, rng)
+        factors[f.name] = FactorTruth(sigs=sigs, R=R, b=b)
         random_outcome += np.sum(f.Z * b[f.index], axis=1)
     # Step 3
     epsilon = rng.normal(0.0, sigma_f, size=design.n_obs)

@@ -34,7 +34,7 @@ __all__ = [
     "RHO",
     "SEED",
     "SIGMA",
-    "SIGMAS",
+    "SIGS",
     "design_frame",
     "formula",
     "parameters",
@@ -47,7 +47,7 @@ GROUP = "group_id"
 #: Fixed intercept and slope.
 BETA: tuple[float, float] = (6.0, 4.0)
 #: Standard deviations of the random intercepts and slopes.
-SIGMAS: tuple[float, float] = (3.0, 2.0)
+SIGS: tuple[float, float] = (3.0, 2.0)
 #: Correlation of the random intercepts and slopes.
 RHO = 0.7
 #: Residual standard deviation.
@@ -143,7 +143,7 @@ def design_frame(
 def parameters(
     *,
     beta: Sequence[float] = BETA,
-    sigmas: Sequence[float] = SIGMAS,
+    sigs: Sequence[float] = SIGS,
     rho: float = RHO,
     R: np.ndarray | Sequence[Sequence[float]] | None = None,
     sigma: float = SIGMA,
@@ -154,11 +154,11 @@ def parameters(
     beta_arr = np.asarray(beta, dtype=float)
     if beta_arr.shape != (2,) or not np.all(np.isfinite(beta_arr)):
         raise ValueError(f"beta must be two finite numbers (intercept, slope), found {beta!r}")
-    if len(np.atleast_1d(sigmas)) != 2:
-        raise ValueError(f"sigmas must have 2 entries (intercept, slope), found {sigmas!r}")
+    if len(np.atleast_1d(sigs)) != 2:
+        raise ValueError(f"sigs must have 2 entries (intercept, slope), found {sigs!r}")
     R_arr = correlation_matrix(rho) if R is None else np.asarray(R, dtype=float)
     return {
         "beta": {"intercept": float(beta_arr[0]), "x": float(beta_arr[1])},
-        "groups": {GROUP: {"sigmas": tuple(float(s) for s in sigmas), "R": R_arr}},
+        "groups": {GROUP: {"sigs": tuple(float(s) for s in sigs), "R": R_arr}},
         "sigma": sigma,
     }

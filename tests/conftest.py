@@ -44,6 +44,6 @@ def crossed_sim() -> lmm_pymc.Simulation:
     subj, item = np.repeat(np.arange(24), 16), np.tile(np.arange(16), 24)
     df = pd.DataFrame({"subject": [f"s{i}" for i in subj], "item": [f"i{i}" for i in item],
                        "cond": rng.choice([-0.5, 0.5], size=subj.size)})  # fmt: skip
-    groups = {"subject": {"sigmas": [1.0, 0.6], "rho": 0.5},
-              "item": {"sigmas": [0.7, 0.4], "rho": -0.4}}  # fmt: skip
+    groups = {"subject": {"sigs": [1.0, 0.6], "rho": 0.5},
+              "item": {"sigs": [0.7, 0.4], "rho": -0.4}}  # fmt: skip
     return lmm_pymc.simulate(CROSSED, df, beta=[2.0, 0.5], groups=groups, sigma=0.5, seed=3)

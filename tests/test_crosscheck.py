@@ -55,7 +55,7 @@ def q3_frame() -> pd.DataFrame:
 def q3_sim(q3_frame) -> lmm_pymc.Simulation:
     """30 groups x 12 rows, 4 fixed effects, q = 3 correlated random effects."""
     return lmm_pymc.simulate(Q3, q3_frame, beta=[1.0, 0.5, -0.5, 0.3],
-                             groups={"g": {"sigmas": [1.0, 0.7, 0.5], "R": R3}},
+                             groups={"g": {"sigs": [1.0, 0.7, 0.5], "R": R3}},
                              sigma=0.5, seed=3)  # fmt: skip
 
 
@@ -63,7 +63,7 @@ def q3_sim(q3_frame) -> lmm_pymc.Simulation:
 def uncorrelated_sim(q3_frame) -> lmm_pymc.Simulation:
     """An uncorrelated (||) factor crossed with a random-intercept factor."""
     return lmm_pymc.simulate(UNCORRELATED, q3_frame, beta=[1.0, 0.5],
-                             groups={"g": {"sigmas": [1.0, 0.5]}, "h": {"sigmas": [0.7]}},
+                             groups={"g": {"sigs": [1.0, 0.5]}, "h": {"sigs": [0.7]}},
                              sigma=0.5, seed=3)  # fmt: skip
 
 
@@ -283,7 +283,7 @@ def uncorrelated_single(q3_frame) -> lmm_pymc.Simulation:
     program's Woodbury branch runs beside the well-conditioned one."""
     frame = q3_frame.iloc[: 30 * 12 - 11]
     return lmm_pymc.simulate("y ~ 1 + x1 + (1 + x1 || g)", frame, beta=[1.0, 0.5],
-                             groups={"g": {"sigmas": [1.0, 0.5]}}, sigma=0.5, seed=3)  # fmt: skip
+                             groups={"g": {"sigs": [1.0, 0.5]}}, sigma=0.5, seed=3)  # fmt: skip
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ def fake_idata(truth, *, n_chains=4, n_draws=500, shift=0.0, diverging=0, seed=0
     post = {
         "beta": beta,
         "sigma": truth.sigma + rng.normal(0, 0.05, shape),
-        "sigs": g.sigmas + rng.normal(0, 0.1, shape + (2,)),
+        "sigs": g.sigs + rng.normal(0, 0.1, shape + (2,)),
         "R": R,
         "b_group_id": g.b + rng.normal(0, 0.1, shape + g.b.shape),
     }
@@ -193,7 +193,7 @@ def _q3_sim():
     df = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n),
                        "x3": rng.normal(size=n), "g": labels})  # fmt: skip
     R3 = [[1.0, 0.4, 0.2], [0.4, 1.0, -0.3], [0.2, -0.3, 1.0]]
-    groups = {"g": {"sigmas": [1.0, 0.7, 0.5], "R": R3}}
+    groups = {"g": {"sigs": [1.0, 0.7, 0.5], "R": R3}}
     return simulate(Q3, df, beta=[1.0, 0.5, -0.5, 0.3], groups=groups, sigma=0.5, seed=3)
 
 

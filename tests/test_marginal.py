@@ -40,7 +40,7 @@ def _predictors(n_groups: int, rows: int, seed: int) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def q3_sim():
     """30 groups x 12 rows, 4 fixed effects (x3 without a random slope), q = 3 correlated."""
-    groups = {"g": {"sigmas": [1.0, 0.7, 0.5], "R": R3}}
+    groups = {"g": {"sigs": [1.0, 0.7, 0.5], "R": R3}}
     beta = [1.0, 0.5, -0.5, 0.3]
     return simulate(Q3, _predictors(30, 12, 11), beta=beta, groups=groups, sigma=0.5, seed=3)
 
@@ -49,7 +49,7 @@ def q3_sim():
 def two_sim():
     """Two predictors, an uncorrelated random intercept and slope: 25 groups x 8 rows."""
     return simulate(TWO, _predictors(25, 8, 12), beta=[2.0, 1.0, -0.7],
-                    groups={"g": {"sigmas": [0.8, 0.5]}}, sigma=0.6, seed=4)  # fmt: skip
+                    groups={"g": {"sigs": [0.8, 0.5]}}, sigma=0.6, seed=4)  # fmt: skip
 
 
 def _points(n: int, q: int = 2, p: int = 2, seed: int = 0):
@@ -493,7 +493,7 @@ def crossed_sim():
         {"subject": s.ravel(), "item": i.ravel(), "x": rng.normal(0.0, 1.0, s.size)}
     )
     frame = frame[rng.random(len(frame)) > 0.2].reset_index(drop=True)
-    groups = {"subject": {"sigmas": [3.0, 1.0], "rho": 0.4}, "item": {"sigmas": [2.0]}}
+    groups = {"subject": {"sigs": [3.0, 1.0], "rho": 0.4}, "item": {"sigs": [2.0]}}
     return simulate(CROSSED, frame, beta=[10.0, 2.0], groups=groups, sigma=2.0, seed=4)
 
 

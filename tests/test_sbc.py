@@ -109,8 +109,8 @@ def test_numpy_prior_draws_match_the_priors():
         ("beta", 0): stats.norm(1.0, 3.0).cdf,
         ("beta", 1): stats.norm(1.0, 3.0).cdf,
         ("sigma", None): stats.halfnorm(scale=2.0).cdf,
-        ("sigmas", 0): stats.halfnorm(scale=4.0).cdf,
-        ("sigmas", 1): stats.halfnorm(scale=4.0).cdf,
+        ("sigs", 0): stats.halfnorm(scale=4.0).cdf,
+        ("sigs", 1): stats.halfnorm(scale=4.0).cdf,
         ("rho", None): lambda r: stats.beta(2.0, 2.0).cdf((r + 1) / 2),
     }
     for (name, i), cdf in checks.items():
@@ -127,7 +127,7 @@ def test_prior_draws_keep_their_random_stream():
     theta = draw_prior(Priors(), np.random.default_rng(np.random.SeedSequence([0, 0])))
     assert theta == {
         "beta": (1.257302210933933, -1.3210486329130189),
-        "sigmas": (0.5245005857651985, 2.6783468658055547),
+        "sigs": (0.5245005857651985, 2.6783468658055547),
         "rho": -0.19184815952433887,
         "sigma": 3.20211325221641,
     }
@@ -139,7 +139,7 @@ def test_prior_draws_of_any_family():
     rng = np.random.default_rng(1)
     draws = [draw_prior(priors, rng) for _ in range(4000)]
     beta = np.array([d["beta"] for d in draws])
-    sds = np.array([d["sigmas"] for d in draws])
+    sds = np.array([d["sigs"] for d in draws])
     sigma = np.array([d["sigma"] for d in draws])
     # KS at p > 1e-3 with 4000 draws, as above
     for column in (beta[:, 0], beta[:, 1]):

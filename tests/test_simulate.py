@@ -23,7 +23,7 @@ def test_tutorial_defaults(tutorial_sim):
     t = tutorial_sim.truth
     g = t.factors["group_id"]
     np.testing.assert_array_equal(t.beta, [6.0, 4.0])
-    np.testing.assert_array_equal(g.sigmas, [3.0, 2.0])
+    np.testing.assert_array_equal(g.sigs, [3.0, 2.0])
     assert g.R[0, 1] == 0.7 and t.sigma == 1.0
     np.testing.assert_allclose(g.Sigma, [[9.0, 4.2], [4.2, 4.0]], rtol=1e-15)
     assert g.b.shape == (3, 2)
@@ -96,7 +96,7 @@ def test_seed_reproducibility():
 
 def test_tutorial_design_options():
     frame = tutorial.design_frame(4, group_sizes=[2, 5, 7, 3], group_labels=["d", "a", "c", "b"])
-    sim = simulate(data=frame, **tutorial.parameters(beta=(1.0, -2.0), sigmas=(0.5, 0.1),
+    sim = simulate(data=frame, **tutorial.parameters(beta=(1.0, -2.0), sigs=(0.5, 0.1),
                                                      rho=-0.3, sigma=0.2), seed=1)  # fmt: skip
     (f,) = sim.design.factors
     assert f.sizes.tolist() == [2, 5, 7, 3]
@@ -120,7 +120,7 @@ def test_any_formula_follows_the_matrix_form():
                        "item": rng.choice(["i1", "i2", "i3", "i4"], size=40)})  # fmt: skip
     R = [[1.0, 0.3, 0.1], [0.3, 1.0, -0.2], [0.1, -0.2, 1.0]]
     formula = "y ~ 1 + x + c + (1 + x + z | subject) + (1 | item)"
-    groups = {"subject": {"sigmas": [1.0, 0.5, 0.3], "R": R}, "item": {"sigmas": [0.7]}}
+    groups = {"subject": {"sigs": [1.0, 0.5, 0.3], "R": R}, "item": {"sigs": [0.7]}}
     beta = {"intercept": 1.0, "x": 0.5, "c[lo]": -1.0, "c[mid]": 2.0}
     sim = simulate(formula, df, beta=beta, groups=groups, sigma=0.4, seed=3)
     d, t = sim.design, sim.truth
@@ -143,15 +143,15 @@ def test_any_formula_follows_the_matrix_form():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"sigmas": (3.0, 0.0)}, r"sigmas'\] must be > 0.*0\.0"),
-        ({"sigmas": (-1.0, 2.0)}, r"sigmas'\] must be > 0.*-1\.0"),
+        ({"sigs": (3.0, 0.0)}, r"sigs'\] must be > 0.*0\.0"),
+        ({"sigs": (-1.0, 2.0)}, r"sigs'\] must be > 0.*-1\.0"),
         ({"rho": 1.0}, r"\|rho\| < 1, found 1\.0"),
         ({"rho": -1.5}, r"\|rho\| < 1, found -1\.5"),
         ({"sigma": 0.0}, r"sigma \(residual sd\) must be > 0, found 0\.0"),
         ({"R": [[1.0, 0.5], [0.4, 1.0]]}, "R'] must be symmetric"),
         ({"R": [[2.0, 0.5], [0.5, 1.0]]}, "R'] must have a unit diagonal"),
         ({"beta": (1.0,)}, "beta must be two finite numbers"),
-        ({"sigmas": (1.0,)}, "sigmas must have 2 entries"),
+        ({"sigs": (1.0,)}, "sigs must have 2 entries"),
     ],
 )
 def test_bad_tutorial_parameters(kwargs, match):
@@ -176,16 +176,16 @@ def test_bad_tutorial_design(kwargs, match):
 def test_bad_general_simulation_input():
     df = pd.DataFrame({"x": np.arange(12.0), "subject": list("aabbccddeeff")})
     f = "y ~ 1 + x + (1 + x || subject)"
-    ok = {"subject": {"sigmas": [1.0, 0.5]}}
+    ok = {"subject": {"sigs": [1.0, 0.5]}}
     with pytest.raises(ValueError, match=r"beta must have 2 values"):
         simulate(f, df, beta=[1.0], groups=ok, sigma=1.0)
     with pytest.raises(ValueError, match=r"missing \['x'\]"):
         simulate(f, df, beta={"intercept": 1.0}, groups=ok, sigma=1.0)
     with pytest.raises(ValueError, match=r"must be the identity for the uncorrelated"):
-        simulate(f, df, beta=[1.0, 1.0], groups={"subject": {"sigmas": [1.0, 0.5], "rho": 0.5}},
+        simulate(f, df, beta=[1.0, 1.0], groups={"subject": {"sigs": [1.0, 0.5], "rho": 0.5}},
                  sigma=1.0)  # fmt: skip
-    with pytest.raises(ValueError, match=r"groups\['subject'\]\['sigmas'\] must have 2 values"):
-        simulate(f, df, beta=[1.0, 1.0], groups={"subject": {"sigmas": [1.0]}}, sigma=1.0)
+    with pytest.raises(ValueError, match=r"groups\['subject'\]\['sigs'\] must have 2 values"):
+        simulate(f, df, beta=[1.0, 1.0], groups={"subject": {"sigs": [1.0]}}, sigma=1.0)
     with pytest.raises(ValueError, match=r"missing \['subject'\]"):
         simulate(f, df, beta=[1.0, 1.0], groups={}, sigma=1.0)
     # a misspelt key is named, not read as a missing value
@@ -200,7 +200,7 @@ def test_bad_general_simulation_input():
 def test_correlation_validation():
     with pytest.raises(ValueError, match="positive definite"):
         covariance_matrix([1.0, 1.0, 1.0], [[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]])
-    with pytest.raises(ValueError, match="must be 2 x 2 to match sigmas"):
+    with pytest.raises(ValueError, match="must be 2 x 2 to match sigs"):
         covariance_matrix([1.0, 1.0], np.eye(3))
 
 
@@ -208,7 +208,7 @@ def test_sim_30x20_is_typical(sim_30x20):
     """The recovery data set's realized statistics are within 1 standard error of the truth."""
     t, n_groups, n_obs = sim_30x20.truth, 30, 600
     g = t.factors["group_id"]
-    z_mean = g.b.mean(axis=0) / (g.sigmas / np.sqrt(n_groups))
-    z_sd = (g.b.std(axis=0, ddof=1) - g.sigmas) / (g.sigmas / np.sqrt(2 * n_groups))
+    z_mean = g.b.mean(axis=0) / (g.sigs / np.sqrt(n_groups))
+    z_sd = (g.b.std(axis=0, ddof=1) - g.sigs) / (g.sigs / np.sqrt(2 * n_groups))
     z_resid = (sim_30x20.epsilon.std(ddof=1) - t.sigma) / (t.sigma / np.sqrt(2 * n_obs))
     assert np.all(np.abs(z_mean) < 1) and np.all(np.abs(z_sd) < 1) and abs(z_resid) < 1

@@ -45,7 +45,7 @@ def crossed_small() -> lmm_pymc.Simulation:
     subj, item = np.repeat(np.arange(4), 3), np.tile(np.arange(3), 4)
     df = pd.DataFrame({"subject": [f"s{i}" for i in subj], "item": [f"i{i}" for i in item],
                        "cond": np.tile([-0.5, 0.5], 6)})  # fmt: skip
-    groups = {"subject": {"sigmas": [1.0, 0.5], "rho": 0.3}, "item": {"sigmas": [0.7]}}
+    groups = {"subject": {"sigs": [1.0, 0.5], "rho": 0.3}, "item": {"sigs": [0.7]}}
     return lmm_pymc.simulate(CROSSED, df, beta=[2.0, 0.5], groups=groups, sigma=0.5, seed=3)
 
 
@@ -166,7 +166,7 @@ def test_marginal_stats_registry(crossed_small) -> None:
     np.testing.assert_allclose(stan["L_corr"] @ stan["L_corr"].T, R, rtol=1e-12)  # Cholesky
     frame = tutorial.design_frame(3, 4)
     uncorrelated = lmm_pymc.simulate("y ~ 1 + x + (1 + x || group_id)", frame, beta=[1.0, 0.5],
-                                     groups={"group_id": {"sigmas": [1.0, 0.5]}}, sigma=0.5,
+                                     groups={"group_id": {"sigs": [1.0, 0.5]}}, sigma=0.5,
                                      seed=1).design  # fmt: skip
     names = marginal_stats_names(uncorrelated)  # the program's unused 1 x 1 L_corr
     assert names.stan_values({"R": np.eye(2)}, ["L_corr"])["L_corr"].tolist() == [[1.0]]

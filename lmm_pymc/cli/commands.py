@@ -56,7 +56,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_output(args.plot, argument="--plot")
     sim = simulate(seed=args.seed)
     print(f"Simulated the tutorial's design {tutorial.FORMULA!r}: 3 groups x 10 rows, x = 1..10")
-    print(f"  true beta = {list(tutorial.BETA)}, sds = {list(tutorial.SIGMAS)}, "
+    print(f"  true beta = {list(tutorial.BETA)}, sds = {list(tutorial.SIGS)}, "
           f"rho = {tutorial.RHO}, residual sd = {tutorial.SIGMA}  (seed {args.seed})")  # fmt: skip
     print(sim.data.head(6).to_string(index=False))
     config = sampler_config(args)
@@ -82,7 +82,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = check_output(args.out)
     frame = tutorial.design_frame(args.groups, args.rows)
     params = tutorial.parameters(beta=(args.alpha, args.beta), rho=args.rho, sigma=args.sigma,
-                                 sigmas=(args.sd_intercept, args.sd_slope))  # fmt: skip
+                                 sigs=(args.sd_intercept, args.sd_slope))  # fmt: skip
     sim = simulate(data=frame, **params, seed=args.seed)
     with atomic_path(out) as tmp:
         sim.data.to_csv(tmp, index=False)

@@ -37,7 +37,7 @@ def draw_prior(priors: Priors, rng: np.random.Generator) -> dict[str, object]:
     """One draw of the tutorial model's parameters from ``priors``, with numpy.
 
     ``beta`` (intercept, slope) from ``priors.fixed``, ``sigma`` from ``priors.sigma``,
-    ``sigmas`` from ``priors.sigs`` (each :meth:`lmm_pymc.priors.Prior.draw`, so any prior
+    ``sigs`` from ``priors.sigs`` (each :meth:`lmm_pymc.priors.Prior.draw`, so any prior
     family) and, for the 2 x 2 ``R ~ LKJ(eta)``, ``rho = 2 Beta(eta, eta) - 1`` (the
     marginal of LKJ for one correlation), in this order from ``rng``. Per-term priors
     (``priors.terms``) are not used (:class:`SBCConfig` refuses them).
@@ -51,7 +51,7 @@ def draw_prior(priors: Priors, rng: np.random.Generator) -> dict[str, object]:
     Returns
     -------
     dict
-        ``beta`` (2 floats), ``sigmas`` (2 floats), ``rho`` and ``sigma``: the keyword
+        ``beta`` (2 floats), ``sigs`` (2 floats), ``rho`` and ``sigma``: the keyword
         arguments of :func:`lmm_pymc.tutorial.parameters`.
 
     Raises
@@ -65,11 +65,11 @@ def draw_prior(priors: Priors, rng: np.random.Generator) -> dict[str, object]:
         raise TypeError(f"rng must be a numpy.random.Generator, found {type(rng).__name__}")
     beta = priors.fixed.draw(rng, 2)
     sigma = priors.sigma.draw(rng)
-    sigmas = priors.sigs.draw(rng, 2)
+    sigs = priors.sigs.draw(rng, 2)
     rho = 2.0 * rng.beta(priors.lkj_eta, priors.lkj_eta) - 1.0
     return {
         "beta": (float(beta[0]), float(beta[1])),
-        "sigmas": (float(sigmas[0]), float(sigmas[1])),
+        "sigs": (float(sigs[0]), float(sigs[1])),
         "rho": float(rho),
         "sigma": float(sigma),
     }
