@@ -1,5 +1,6 @@
 """Argument checks shared by every stage: each error names the argument, the value found
-and what was expected (``chains must be a positive integer, found 0``)."""
+and what was expected (``chains must be a positive integer, found 0``): ``TypeError`` for a
+value of the wrong type, ``ValueError`` for a value of the right type out of range."""
 
 from __future__ import annotations
 
@@ -17,34 +18,40 @@ __all__ = [
 ]
 
 
-def positive_int(name: str, value: object) -> int:
-    """``value`` as an int >= 1, else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, found {value!r}")
+def _integer(name: str, value: object, lowest: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be {what}, found {value!r} ({type(value).__name__})")
+    if int(value) < lowest:
+        raise ValueError(f"{name} must be {what}, found {value!r}")
     return int(value)
+
+
+def positive_int(name: str, value: object) -> int:
+    """``value`` as an int >= 1: ``TypeError`` for a non-integer, ``ValueError`` below 1."""
+    return _integer(name, value, 1, "a positive integer")
 
 
 def non_negative_int(name: str, value: object) -> int:
-    """``value`` as an int >= 0, else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or int(value) < 0:
-        raise ValueError(f"{name} must be a non-negative integer, found {value!r}")
-    return int(value)
+    """``value`` as an int >= 0: ``TypeError`` for a non-integer, ``ValueError`` below 0."""
+    return _integer(name, value, 0, "a non-negative integer")
 
 
 def probability(name: str, value: object) -> float:
-    """``value`` as a float strictly between 0 and 1, else ``ValueError``."""
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1), found {value!r}") from None
+    """``value`` as a float strictly between 0 and 1 (``TypeError`` for a non-number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a number in (0, 1), found {value!r}")
+    v = float(value)
     if not 0 < v < 1:
         raise ValueError(f"{name} must be in (0, 1), found {value!r}")
     return v
 
 
 def choice(name: str, value: object, choices: Sequence[str]) -> str:
-    """``value`` if it is one of ``choices``, else ``ValueError`` listing them."""
-    if not isinstance(value, str) or value not in choices:
+    """``value`` if it is one of ``choices``, else an error listing them (``TypeError`` for
+    a non-string)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {list(choices)}, found {value!r}")
+    if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, found {value!r}")
     return value
 
@@ -52,7 +59,7 @@ def choice(name: str, value: object, choices: Sequence[str]) -> str:
 def exact_keys(name: str, given: Mapping[str, object], expected: Sequence[str], what: str) -> None:
     """``given`` must have exactly the keys ``expected`` (a value for every ``what``)."""
     if not isinstance(given, Mapping):
-        raise ValueError(f"{name} must be a mapping of {what} names, found {type(given).__name__}")
+        raise TypeError(f"{name} must be a mapping of {what} names, found {type(given).__name__}")
     unknown = sorted(set(given) - set(expected))
     missing = [n for n in expected if n not in given]
     if unknown or missing:

@@ -45,7 +45,7 @@ def as_design(data: FitData, formula: str | None = None) -> Design | GroupedStat
         return data
     if isinstance(data, GroupedStatistics):
         return data
-    raise ValueError(
+    raise TypeError(
         "data must be a pandas DataFrame, a Simulation, a Design or GroupedStatistics, found "
         f"{type(data).__name__}"
     )

@@ -33,7 +33,8 @@ def split_formula(formula: str) -> tuple[str, str | None, str, dict[str, bool]]:
     ``|`` terms; ``rhs_for_formulae`` has ``||`` replaced by ``|`` and no response.
     """
     if not isinstance(formula, str) or not formula.strip():
-        raise ValueError(f"formula must be a non-empty string, found {formula!r}")
+        error = ValueError if isinstance(formula, str) else TypeError
+        raise error(f"formula must be a non-empty string, found {formula!r}")
     if formula.count("~") > 1:
         raise ValueError(f"formula must contain at most one '~', found {formula!r}")
     lhs, rhs = formula.split("~") if "~" in formula else ("", formula)
@@ -328,7 +329,7 @@ def _check_formula(
     """Check the formula and the columns it names before any matrix is built; return
     :func:`split_formula`'s parts."""
     if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"data must be a pandas DataFrame, found {type(data).__name__}")
+        raise TypeError(f"data must be a pandas DataFrame, found {type(data).__name__}")
     if len(data) == 0:
         raise ValueError("data must have at least one row, found 0 rows")
     from formulae import model_description

@@ -271,7 +271,9 @@ def predict(
     """
     if kind not in ("response", "mean"):
         raise ValueError(f"kind must be 'response' or 'mean', found {kind!r}")
-    if not isinstance(new_data, pd.DataFrame) or new_data.empty:
+    if not isinstance(new_data, pd.DataFrame):
+        raise TypeError(f"new_data must be a non-empty pandas DataFrame, found {new_data!r}")
+    if new_data.empty:
         raise ValueError(f"new_data must be a non-empty pandas DataFrame, found {new_data!r}")
     formula = idata.attrs.get("formula")
     if not formula:

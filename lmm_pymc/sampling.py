@@ -123,7 +123,7 @@ class SamplerConfig:
         if self.random_seed is not None:
             set_(self, "random_seed", non_negative_int("random_seed", self.random_seed))
         if not isinstance(self.sampler_kwargs, Mapping):
-            raise ValueError(
+            raise TypeError(
                 f"sampler_kwargs must be a mapping of option names to values, found "
                 f"{type(self.sampler_kwargs).__name__}"
             )
@@ -148,7 +148,7 @@ class SamplerConfig:
         if config is None:
             return cls(**options)
         if not isinstance(config, SamplerConfig):
-            raise ValueError(
+            raise TypeError(
                 f"sampling must be a lmm_pymc.SamplerConfig, found {type(config).__name__}"
             )
         return replace(config, **options) if options else config

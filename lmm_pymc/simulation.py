@@ -87,7 +87,7 @@ def _factor_parameters(f, spec: Mapping[str, object]) -> tuple[np.ndarray, np.nd
     """Validated ``(sigs, R)`` of factor ``f`` from ``{"sigs": ..., "R" or "rho": ...}``."""
     where = f"groups[{f.name!r}]"
     if not isinstance(spec, Mapping):
-        raise ValueError(f"{where} must be a mapping with 'sigs', found {type(spec).__name__}")
+        raise TypeError(f"{where} must be a mapping with 'sigs', found {type(spec).__name__}")
     unknown = sorted(set(map(str, spec)) - {"sigs", "R", "rho"})
     if unknown or "sigs" not in spec:
         raise ValueError(
@@ -190,7 +190,7 @@ def simulate(
             f"formula has default values), found None"
         )
     if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"data must be a pandas DataFrame, found {type(data).__name__}")
+        raise TypeError(f"data must be a pandas DataFrame, found {type(data).__name__}")
     design = design_from_formula(formula, data, require_response=False)
     if design.response is None:
         raise ValueError(f"formula must name the response to simulate (y ~ ...), found {formula!r}")

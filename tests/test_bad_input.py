@@ -172,8 +172,33 @@ def test_bad_data_and_formulas_are_named(formula, make, words) -> None:
 
 
 def test_data_must_be_a_frame() -> None:
-    with pytest.raises(ValueError, match="data must be a pandas DataFrame, .* found list"):
+    with pytest.raises(TypeError, match="data must be a pandas DataFrame, .* found list"):
         lmm_pymc.fit([[1, 2]], FORMULA)
+
+
+# (id, call, error words): a value of the wrong type is a TypeError naming the argument
+TYPE_ERRORS: list[tuple[str, Callable[[], object], tuple[str, ...]]] = [
+    ("draws 1.5", lambda: SamplerConfig(draws=1.5), ("draws", "positive integer", "1.5")),
+    ("tune True", lambda: SamplerConfig(tune=True), ("tune", "non-negative", "True")),
+    ("target_accept text", lambda: SamplerConfig(target_accept="high"), ("target_accept", "'high'")),
+    ("sampler 3", lambda: SamplerConfig(sampler=3), ("sampler", "nutpie", "3")),
+    ("formula None", lambda: design_from_formula(None, frame()), ("formula", "None")),
+    ("priors dict", lambda: lmm_pymc.build_model(design_from_formula(FORMULA, frame()),
+                                                 priors={}), ("priors", "Priors", "dict")),
+    ("prior 2.0", lambda: Priors(sigma=2.0), ("Priors.sigma", "Prior", "2.0")),
+    ("lkj_eta text", lambda: Priors(lkj_eta="flat"), ("lkj_eta", "'flat'")),
+    ("sampling dict", lambda: lmm_pymc.fit(frame(), FORMULA, sampling={"draws": 10}),
+     ("sampling", "SamplerConfig", "dict")),
+]
+
+
+@pytest.mark.parametrize(("call", "words"), [c[1:] for c in TYPE_ERRORS],
+                         ids=[c[0] for c in TYPE_ERRORS])  # fmt: skip
+def test_wrong_types_are_type_errors(call, words) -> None:
+    with pytest.raises(TypeError) as err:
+        call()
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
 
 
 # (id, call, error words): errors before any model is built

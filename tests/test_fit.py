@@ -81,20 +81,21 @@ def test_diagnose_warns_with_the_fix(tutorial_sim):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("kwargs", "error", "match"),
     [
-        ({"draws": 0}, "draws must be a positive integer, found 0"),
-        ({"chains": 1.5}, "chains must be a positive integer, found 1.5"),
-        ({"tune": -1}, "tune must be a non-negative integer, found -1"),
-        ({"target_accept": 1.2}, r"target_accept must be in \(0, 1\), found 1.2"),
-        ({"sampler": "stan"}, r"sampler must be one of \['nutpie', 'pymc'\], found 'stan'"),
-        ({"parametrization": "nope"}, "parametrization must be one of"),
-        ({"chian": 2}, r"sampler options must be among .* found unknown \['chian'\]"),
-        ({"sampler_kwargs": 3}, "sampler_kwargs must be a mapping"),
+        ({"draws": 0}, ValueError, "draws must be a positive integer, found 0"),
+        ({"chains": 1.5}, TypeError, "chains must be a positive integer, found 1.5"),
+        ({"tune": -1}, ValueError, "tune must be a non-negative integer, found -1"),
+        ({"target_accept": 1.2}, ValueError, r"target_accept must be in \(0, 1\), found 1.2"),
+        ({"sampler": "stan"}, ValueError,
+         r"sampler must be one of \['nutpie', 'pymc'\], found 'stan'"),
+        ({"parametrization": "nope"}, ValueError, "parametrization must be one of"),
+        ({"chian": 2}, ValueError, r"sampler options must be among .* found unknown \['chian'\]"),
+        ({"sampler_kwargs": 3}, TypeError, "sampler_kwargs must be a mapping"),
     ],
 )
-def test_bad_fit_arguments(tutorial_sim, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_fit_arguments(tutorial_sim, kwargs, error, match):
+    with pytest.raises(error, match=match):
         fit(tutorial_sim, progressbar=False, **kwargs)
 
 
@@ -107,7 +108,7 @@ def test_sampler_config_is_validated_once_and_frozen():
     with pytest.raises(TypeError):
         config.sampler_kwargs["a"] = 2  # type: ignore[index]
     assert config.to_dict()["sampler_kwargs"] == {"a": 1}
-    with pytest.raises(ValueError, match="sampling must be a lmm_pymc.SamplerConfig, found dict"):
+    with pytest.raises(TypeError, match="sampling must be a lmm_pymc.SamplerConfig, found dict"):
         SamplerConfig.from_options({"draws": 3}, chains=2)  # type: ignore[arg-type]
 
 
@@ -118,7 +119,7 @@ def test_as_design_accepts_frames_simulations_and_formulas(tutorial_sim):
     assert as_design(renamed, "y ~ 1 + x + (1 + x | school)").factors[0].n_levels == 3
     with pytest.raises(ValueError, match="grouping factor column 'group_id' is not in data"):
         as_design(renamed)
-    with pytest.raises(ValueError, match="found list"):
+    with pytest.raises(TypeError, match="found list"):
         as_design([1, 2, 3])
     only_intercepts = as_design(tutorial_sim, "y ~ 1 + x + (1 | group_id)")
     assert only_intercepts.factors[0].q == 1

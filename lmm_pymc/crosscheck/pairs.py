@@ -272,7 +272,7 @@ PAIRS: dict[str, Pair] = {}
 def register_pair(pair: Pair) -> Pair:
     """Add (or replace) a pair in :data:`PAIRS`; its Stan file must exist."""
     if not isinstance(pair, Pair):
-        raise ValueError(f"pair must be a lmm_pymc.crosscheck.Pair, found {type(pair).__name__}")
+        raise TypeError(f"pair must be a lmm_pymc.crosscheck.Pair, found {type(pair).__name__}")
     stan_file(pair.program)  # fails early on a missing Stan file
     PAIRS[pair.name] = pair
     return pair

@@ -171,7 +171,7 @@ def _as_eta(name: str, value: object) -> float:
     try:
         eta = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number > 0 (an LKJ shape), found {value!r}") from None
+        raise TypeError(f"{name} must be a number > 0 (an LKJ shape), found {value!r}") from None
     if not math.isfinite(eta) or eta <= 0:
         raise ValueError(f"{name} must be finite and > 0 (an LKJ shape), found {value!r}")
     return eta
