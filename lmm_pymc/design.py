@@ -26,9 +26,11 @@ import re
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 __all__ = [
+    "factor_labels",
     "RESERVED_DIMS",
     "Design",
     "GroupStatistics",
@@ -350,3 +352,37 @@ class Design:
         (f,) = self.factors
         stats = GroupStatistics.from_rows(self.X, f.Z, self.y, f.index, f.n_levels)
         return GroupedStatistics(stats, self.fixed_names, f)
+
+
+def factor_labels(raw: pd.Series, name: str) -> tuple[np.ndarray, tuple]:
+    """Integer codes (order of first appearance) and labels of a grouping column.
+
+    Labels stay as they are when they are all strings, all integers that fit int64 or all
+    finite floats; anything else (integers beyond int64, mixed types) becomes text, which
+    every sampler and ArviZ accept as a coordinate.
+    """
+    codes, uniques = pd.factorize(raw, sort=False)
+    values = uniques.tolist()
+    kinds = {_label_kind(v) for v in values}
+    if len(kinds) > 1 or kinds <= {"other"}:
+        text = [str(v) for v in values]
+        if len(set(text)) < len(text):
+            clash = sorted({t for t in text if text.count(t) > 1})
+            raise ValueError(
+                f"grouping column {name!r} mixes label types whose text coincides "
+                f"({clash[:3]}); expected labels of one type (all text or all numbers)"
+            )
+        values = text
+    elif kinds == {"int"}:
+        values = [int(v) for v in values]
+    elif kinds == {"float"}:
+        values = [float(v) for v in values]
+    return codes.astype(np.int64), tuple(values)
+
+
+def _label_kind(value: object) -> str:
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return "int" if -(2**63) <= int(value) < 2**63 else "other"
+    return "float" if isinstance(value, float | np.floating) else "other"

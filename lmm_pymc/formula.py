@@ -19,9 +19,17 @@ import numpy as np
 import pandas as pd
 
 from .checks import finite_column
-from .design import RESERVED_DIMS, Design, GroupingFactor
+from .design import RESERVED_DIMS, Design, GroupingFactor, factor_labels
 
-__all__ = ["design_from_formula", "formula_columns", "split_formula"]
+__all__ = [
+    "check_formula",
+    "column_names",
+    "design_from_formula",
+    "formula_columns",
+    "grouping_column",
+    "split_formula",
+    "split_terms",
+]
 
 _GROUP_TERM = re.compile(r"\(([^()|]*?)(\|\|?)([^()|]*?)\)")
 
@@ -123,13 +131,23 @@ def formula_columns(rhs: str, data: pd.DataFrame) -> set[str]:
     return {c for c in map(str, data.columns) if _term_mentions(rhs, c)}
 
 
-def _split_terms(rhs: str) -> tuple[str, list[tuple[str, str]]]:
+def split_terms(rhs: str) -> tuple[str, list[tuple[str, str]]]:
     """``(fixed part, [(expression, factor), ...])`` of a right-hand side whose ``||`` are
     already ``|``; an empty fixed part is lme4's implicit intercept ``1``."""
     terms = [(expr.strip(), factor.strip().replace(" ", ""))
              for expr, _bar, factor in _GROUP_TERM.findall(rhs)]  # fmt: skip
     rest = [part.strip() for part in _GROUP_TERM.sub("", rhs).split("+")]
     return " + ".join(p for p in rest if p) or "1", terms
+
+
+def grouping_column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """The raw labels of grouping factor ``name``: its column, or for ``a:b`` the text of
+    the columns joined by ``:``."""
+    columns = name.split(":")
+    raw = frame[columns[0]]
+    for col in columns[1:]:
+        raw = raw.astype(str) + ":" + frame[col].astype(str)
+    return raw
 
 
 def _formulae_error(formula: str, rhs: str, err: Exception) -> ValueError:
@@ -165,52 +183,20 @@ def _columns(
     if common is None:
         raise ValueError(f"formula must have at least one {what}, found {formula!r}")
     matrix = np.asarray(common.design_matrix, dtype=float)
-    # formulae's labels: ``Intercept`` (the core's ``intercept``), ``x``, ``Sex[Male]`` (a
-    # level-coded column is ``column[level]`` whatever its levels, as bambi writes it)
+    return matrix, column_names(common, matrix.shape[1])
+
+
+def column_names(common, k: int) -> tuple[str, ...]:
+    """The names of formulae's ``k`` design columns: ``Intercept`` is the core's
+    ``intercept``; a level-coded column is ``column[level]``, as bambi writes it."""
     labels = [label for term in common.slices for label in common.terms[term].labels]
     names = ["intercept" if n in ("Intercept", "1") else n for n in labels]
-    if len(names) != matrix.shape[1]:  # formulae labels every column; keep a safe fallback
-        names = [f"X{k}" for k in range(matrix.shape[1])]
-    return matrix, tuple(names)
+    return tuple(names) if len(names) == k else tuple(f"X{j}" for j in range(k))
 
 
 #: Largest magnitude of a data value: squares and sums of squares must stay finite in
 #: float64 (max ~1.8e308), with room for sums over 10^8 rows.
 MAX_ABS_VALUE = 1e150
-
-
-def _labels(raw: pd.Series, name: str) -> tuple[np.ndarray, tuple]:
-    """Integer codes (order of first appearance) and labels of a grouping column.
-
-    Labels stay as they are when they are all strings, all integers that fit int64 or all
-    finite floats; anything else (integers beyond int64, mixed types) becomes text, which
-    every sampler and ArviZ accept as a coordinate.
-    """
-    codes, uniques = pd.factorize(raw, sort=False)
-    values = uniques.tolist()
-    kinds = {_label_kind(v) for v in values}
-    if len(kinds) > 1 or kinds <= {"other"}:
-        text = [str(v) for v in values]
-        if len(set(text)) < len(text):
-            clash = sorted({t for t in text if text.count(t) > 1})
-            raise ValueError(
-                f"grouping column {name!r} mixes label types whose text coincides "
-                f"({clash[:3]}); expected labels of one type (all text or all numbers)"
-            )
-        values = text
-    elif kinds == {"int"}:
-        values = [int(v) for v in values]
-    elif kinds == {"float"}:
-        values = [float(v) for v in values]
-    return codes.astype(np.int64), tuple(values)
-
-
-def _label_kind(value: object) -> str:
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return "int" if -(2**63) <= int(value) < 2**63 else "other"
-    return "float" if isinstance(value, float | np.floating) else "other"
 
 
 def _check_fittable(design: Design) -> None:
@@ -323,7 +309,7 @@ def _warn_single_row_levels(factors: list[GroupingFactor]) -> None:
             )
 
 
-def _check_formula(
+def check_formula(
     formula: str, data: pd.DataFrame, require_response: bool
 ) -> tuple[str, str | None, str, dict[str, bool]]:
     """Check the formula and the columns it names before any matrix is built; return
@@ -401,23 +387,17 @@ def design_from_formula(
     >>> d.fixed_names, d.terms
     (('intercept', 'x'), ('intercept|group_id', 'x|group_id'))
     """
-    rhs, response, cleaned, correlated = _check_formula(formula, data, require_response)
+    rhs, response, cleaned, correlated = check_formula(formula, data, require_response)
     frame = data.reset_index(drop=True)
     _check_finite(frame, formula_columns(rhs, frame) | ({response} & set(frame.columns)))
     _check_text_columns(frame, formula_columns(rhs, frame) - set(correlated))
-    fixed_rhs, terms = _split_terms(rhs)
+    fixed_rhs, terms = split_terms(rhs)
     X, fixed_names = _columns(fixed_rhs, frame, formula, rhs, what="fixed effect")
     factors = []
     for expr, fname in terms:
         # (N, q): the term's own columns, never formulae's dense N x (J q) group matrix
         Z, names = _columns(expr, frame, formula, rhs, what=f"effect in ({expr} | {fname})")
-        columns = fname.split(":")
-        raw = frame[columns[0]]
-        if len(columns) > 1:
-            raw = raw.astype(str)
-            for col in columns[1:]:
-                raw = raw + ":" + frame[col].astype(str)
-        codes, uniques = _labels(raw, fname)  # order of first appearance
+        codes, uniques = factor_labels(grouping_column(frame, fname), fname)  # order of first appearance
         if len(uniques) < 2:
             raise ValueError(
                 f"formula term with grouping factor {fname!r}: needs at least 2 levels to "
