@@ -101,7 +101,7 @@ def _run_single(directory: Path, fit_options: dict) -> tuple[object, dict[str, f
     from lmm_pymc.bigdata import group_statistics_from_files
 
     t0 = time.perf_counter()
-    stats = group_statistics_from_files(directory, y="y", x="x", group="group_id")
+    stats = group_statistics_from_files(directory, "y ~ 1 + x + (1 + x | group_id)")
     seconds = {"statistics_s": time.perf_counter() - t0, "groups_found": len(stats.group_labels)}
     seconds["peak_rss_after_statistics_mb"] = peak_rss_mb()["peak_rss_mb"]
     idata, stages = _timed_fit(lambda: lmm_pymc.fit(stats, **fit_options))

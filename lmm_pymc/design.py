@@ -148,24 +148,24 @@ class GroupStatistics:
     def from_rows(
         cls, X: np.ndarray, Z: np.ndarray, y: np.ndarray, index: np.ndarray, n_groups: int
     ) -> GroupStatistics:
-        """The sums of rows ``X`` (N, p), ``Z`` (N, q), ``y`` (N,) within each group."""
+        """The sums of rows ``X`` (N, p), ``Z`` (N, q), ``y`` (N,) within each group.
 
-        def per_group(values: np.ndarray) -> np.ndarray:
-            # sum rows of `values` (N, ...) within each group -> (J, ...), column by column
-            flat = values.reshape(values.shape[0], -1)
-            sums = [np.bincount(index, weights=flat[:, k], minlength=n_groups)
-                    for k in range(flat.shape[1])]  # fmt: skip
-            return np.stack(sums, axis=-1).reshape((n_groups,) + values.shape[1:])
-
+        Every sum of products is one ``numpy.bincount`` over the rows of one product of two
+        columns of ``W = [X, Z, y]``: memory O(N) whatever p and q (never an (N, p, p)
+        array), and bitwise-symmetric matrices."""
+        W = np.column_stack([X, Z, y]).astype(float, copy=False)
+        p, q, m = X.shape[1], Z.shape[1], W.shape[1]
+        G = np.empty((n_groups, m, m))
+        for i in range(m):
+            for j in range(i, m):
+                G[:, i, j] = np.bincount(index, weights=W[:, i] * W[:, j], minlength=n_groups)
+                G[:, j, i] = G[:, i, j]
+        x, z = slice(0, p), slice(p, p + q)
         return cls(
             n=np.bincount(index, minlength=n_groups).astype(float),
-            XtX=per_group(X[:, :, None] * X[:, None, :]),
-            XtZ=per_group(X[:, :, None] * Z[:, None, :]),
-            ZtZ=per_group(Z[:, :, None] * Z[:, None, :]),
-            Xty=per_group(X * y[:, None]),
-            Zty=per_group(Z * y[:, None]),
-            yty=per_group(y * y),
-        )
+            XtX=G[:, x, x].copy(), XtZ=G[:, x, z].copy(), ZtZ=G[:, z, z].copy(),
+            Xty=G[:, x, m - 1].copy(), Zty=G[:, z, m - 1].copy(), yty=G[:, m - 1, m - 1].copy(),
+        )  # fmt: skip
 
     def check(self) -> tuple[int, int, int]:
         """Validate shapes and values; return ``(J, p, q)``.

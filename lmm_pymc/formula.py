@@ -29,6 +29,7 @@ __all__ = [
     "grouping_column",
     "split_formula",
     "split_terms",
+    "term_design",
 ]
 
 _GROUP_TERM = re.compile(r"\(([^()|]*?)(\|\|?)([^()|]*?)\)")
@@ -166,11 +167,9 @@ def _formulae_error(formula: str, rhs: str, err: Exception) -> ValueError:
     )
 
 
-def _columns(
-    rhs: str, frame: pd.DataFrame, formula: str, full_rhs: str, *, what: str
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """The dense (N, k) design of a formulae right-hand side without random terms, and the
-    names of its columns (``intercept``, ``x``, ``c[b]``, ``x:c[b]``)."""
+def term_design(rhs: str, frame: pd.DataFrame, formula: str, full_rhs: str, *, what: str):
+    """formulae's design (its ``CommonComponent``, which also codes new rows) of a
+    right-hand side without random terms; errors name the column or the formula's problem."""
     from formulae import design_matrices
 
     try:
@@ -182,6 +181,15 @@ def _columns(
         raise _formulae_error(formula, rhs, err) from None
     if common is None:
         raise ValueError(f"formula must have at least one {what}, found {formula!r}")
+    return common
+
+
+def _columns(
+    rhs: str, frame: pd.DataFrame, formula: str, full_rhs: str, *, what: str
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The dense (N, k) design of a formulae right-hand side without random terms, and the
+    names of its columns (``intercept``, ``x``, ``c[b]``, ``x:c[b]``)."""
+    common = term_design(rhs, frame, formula, full_rhs, what=what)
     matrix = np.asarray(common.design_matrix, dtype=float)
     return matrix, column_names(common, matrix.shape[1])
 

@@ -1,0 +1,153 @@
+"""Per-group sufficient statistics of data sets larger than memory, with dask.dataframe.
+
+The Gaussian LMM's likelihood with one factor's random effects integrated out needs only,
+per group ``j``, the sums ``n, X'X, X'Z, Z'Z, X'y, Z'y, y'y``
+(:class:`lmm_pymc.GroupStatistics`; :meth:`lmm_pymc.Design.grouped_statistics` computes them
+from rows in memory). :func:`group_statistics_from_files` computes them for any formula with
+one grouping factor (numeric and categorical predictors, interactions, any number of random
+effects) from CSV or Parquet files:
+
+1. dask.dataframe opens the files lazily, reading only the columns the formula names;
+2. one cheap pass over the categorical predictors finds their levels, so that every block
+   is coded alike (:mod:`lmm_pymc.bigdata.coding`);
+3. every block is reduced at once to its per-group sums in float64 (formulae's coding of the
+   block, then one ``numpy.bincount`` per sum), and the blocks' tables are added up by group
+   label in a tree of small pandas additions.
+
+Memory holds a few blocks and a few ``J x (p + q + 1)^2`` tables, whatever the number of
+rows. The result fits like rows in memory: ``lmm_pymc.fit(stats)`` (``marginal``, exact
+draws of the random effects afterwards).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..design import GroupedStatistics
+from ..errors import require
+from .coding import BlockCoding
+from .files import checked_format, open_frame, resolve_paths
+
+__all__ = ["group_statistics_from_files"]
+
+#: the schedulers ``scheduler=`` accepts (Dask's names)
+_SCHEDULERS = ("threads", "processes", "synchronous", "sync", "single-threaded")
+#: how many tables one addition of the tree reduction takes
+_FAN_IN = 8
+#: rows of the files' first block that fix the coding (with the categorical levels)
+_TEMPLATE_ROWS = 1000
+
+
+def _add_tables(*parts):
+    """The sum of several blocks' ``(table, counts)``, the tables added by label."""
+    import pandas as pd
+
+    tables = [t for t, _ in parts]
+    table = tables[0] if len(tables) == 1 else pd.concat(tables).groupby(level=0, sort=False).sum()
+    return table, sum(m for _, m in parts)
+
+
+def _template(dask, frame, formula: str, scheduler):
+    """The first rows of the files with finite values, plus one row for each level of a
+    categorical column (text or boolean) that they lack: the levels come from one pass over
+    those columns alone."""
+    import pandas as pd
+
+    from ..formula import formula_columns, split_formula
+
+    head = frame.head(_TEMPLATE_ROWS, npartitions=-1)
+    rhs, response, _, correlated = split_formula(formula)
+    groups = {c for name in correlated for c in name.split(":")}
+    used = sorted((formula_columns(rhs, head) | {response}) & set(head.columns))
+    numeric = [c for c in used if pd.api.types.is_numeric_dtype(head[c].dtype)
+               and not pd.api.types.is_bool_dtype(head[c].dtype)]  # fmt: skip
+    finite = np.isfinite(head[numeric].to_numpy(dtype=float, na_value=np.nan)).all(axis=1)
+    head = head[finite & head[used].notna().all(axis=1).to_numpy()].reset_index(drop=True)
+    categorical = [c for c in used if c not in numeric and c not in groups]
+    if not categorical or head.empty:
+        return head
+    levels = dask.compute(*(frame[c].dropna().unique() for c in categorical),
+                          scheduler=scheduler)  # fmt: skip
+    extra = []
+    for column, found in zip(categorical, levels, strict=True):
+        for level in sorted(set(found) - set(head[column]), key=str):
+            row = head.iloc[[0]].copy()
+            row[column] = level
+            extra.append(row)
+    return pd.concat([head, *extra], ignore_index=True) if extra else head
+
+
+def group_statistics_from_files(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    formula: str | None = None,
+    *,
+    file_format: str | None = None,
+    blocksize: str | int = "64MB",
+    group_labels: Sequence[object] | None = None,
+    scheduler: str | None = None,
+) -> GroupedStatistics:
+    """Per-group sufficient statistics of CSV or Parquet files for ``formula``, with
+    dask.dataframe (module docstring).
+
+    Parameters
+    ----------
+    paths : path, glob pattern, or sequence of them
+        CSV files, Parquet files or a Parquet data set directory.
+    formula : str, optional
+        An lme4/brms formula with one grouping factor, e.g. ``"score ~ 1 + week * cond +
+        (1 + week | school)"``; default the tutorial's ``"y ~ 1 + x + (1 + x | group_id)"``.
+        Transforms learnt from all the rows (``scale``, ``center``) are refused.
+    file_format : {"csv", "parquet"}, optional
+        Inferred from the file names when not given.
+    blocksize : str or int
+        Bytes per CSV block read at a time (Parquet is read by row group).
+    group_labels : sequence, optional
+        Order of the groups in the result (e.g. ``design.factors[0].labels``, order of first
+        appearance); default: labels sorted.
+    scheduler : str, optional
+        Dask scheduler of the pass over the data (``"threads"``, ``"processes"``,
+        ``"synchronous"``); default Dask's own: threads in this process, or the
+        ``dask.distributed`` client in use.
+
+    Returns
+    -------
+    GroupedStatistics
+        Equal to ``design_from_formula(formula, all rows).grouped_statistics()`` for the
+        same order of groups, up to floating-point summation order.
+
+    Raises
+    ------
+    ValueError
+        On a missing column, a non-numeric outcome, non-finite values or missing group
+        labels (naming the column and the count), fewer than two groups, or a formula with
+        other than one grouping factor.
+
+    Examples
+    --------
+    >>> stats = group_statistics_from_files("data/*.parquet", "y ~ x * c + (1 + x | g)")  # doctest: +SKIP
+    >>> lmm_pymc.fit(stats)  # doctest: +SKIP
+    """
+    dask = require("dask", "dask", "group_statistics_from_files")
+    dd = require("dask.dataframe", "dask", "group_statistics_from_files")
+    from .. import tutorial
+
+    formula = tutorial.FORMULA if formula is None else formula
+    resolved = resolve_paths(paths)
+    fmt = checked_format(resolved, file_format)
+    if scheduler is not None and scheduler not in _SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {list(_SCHEDULERS)}, found {scheduler!r}")
+    frame = open_frame(dd, resolved, fmt, blocksize)
+    coding = BlockCoding.from_template(formula, _template(dask, frame, formula, scheduler))
+    frame = frame[list(coding.columns)]  # only these columns are read from the files
+    # one pass over the data: every block to its per-group sums, then a tree of additions
+    level = [dask.delayed(coding.sums)(block) for block in frame.to_delayed()]
+    while len(level) > 1:
+        level = [dask.delayed(_add_tables)(*level[i : i + _FAN_IN])
+                 for i in range(0, len(level), _FAN_IN)]  # fmt: skip
+    ((table, counts),) = dask.compute(level[0], scheduler=scheduler)
+    coding.check_counts(counts)
+    result = coding.grouped(table.sort_index())
+    return result if group_labels is None else result.reorder(group_labels)
