@@ -8,6 +8,7 @@ Data flow: formula + data frame (or a simulation, a design, per-group sums) ->
 from __future__ import annotations
 
 import json
+import os
 
 import arviz as az
 import pandas as pd
@@ -23,7 +24,7 @@ from .simulation import Simulation
 
 __all__ = ["as_design", "fit", "prior_predictive"]
 
-FitData = pd.DataFrame | Simulation | Design | GroupedStatistics
+FitData = pd.DataFrame | Simulation | Design | GroupedStatistics | str | os.PathLike | list
 
 
 def as_design(data: FitData, formula: str | None = None) -> Design | GroupedStatistics:
@@ -31,8 +32,15 @@ def as_design(data: FitData, formula: str | None = None) -> Design | GroupedStat
 
     A data frame needs ``formula`` (default: the tutorial's ``y ~ 1 + x + (1 + x |
     group_id)``); a simulation brings its design (or, with ``formula``, is re-read with it);
-    a design and per-group sums are used as they are.
+    a design and per-group sums are used as they are; CSV or Parquet files (a path, a glob
+    pattern or a list of them) are reduced to per-group sums with Dask
+    (:func:`lmm_pymc.bigdata.group_statistics_from_files`; one grouping factor).
     """
+    paths = isinstance(data, list | tuple) and all(isinstance(p, str | os.PathLike) for p in data)
+    if isinstance(data, str | os.PathLike) or (paths and data):
+        from .bigdata import group_statistics_from_files
+
+        return group_statistics_from_files(data, formula)
     if isinstance(data, Simulation):
         return data.design if formula is None else design_from_formula(formula, data.data)
     if isinstance(data, pd.DataFrame):
@@ -46,7 +54,8 @@ def as_design(data: FitData, formula: str | None = None) -> Design | GroupedStat
     if isinstance(data, GroupedStatistics):
         return data
     raise TypeError(
-        "data must be a pandas DataFrame, a Simulation, a Design or GroupedStatistics, found "
+        "data must be a pandas DataFrame, a Simulation, a Design, GroupedStatistics or paths of "
+        "CSV/Parquet files, found "
         f"{type(data).__name__}"
     )
 
@@ -66,9 +75,11 @@ def fit(
 
     Parameters
     ----------
-    data : DataFrame, Simulation, Design or GroupedStatistics
+    data : DataFrame, Simulation, Design, GroupedStatistics or paths
         Observed data. Per-group sums (e.g. from
-        :func:`lmm_pymc.bigdata.group_statistics_from_files`) fit ``marginal`` only.
+        :func:`lmm_pymc.bigdata.group_statistics_from_files`) fit ``marginal`` only; so do
+        CSV or Parquet files (a path, glob pattern or list), which are reduced to them with
+        Dask for a formula with one grouping factor.
     formula : str, optional
         An lme4/brms formula such as ``"rt ~ 1 + cond + (1 + cond | subject) + (1 | item)"``;
         default the tutorial's ``"y ~ 1 + x + (1 + x | group_id)"`` (see

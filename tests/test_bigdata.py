@@ -288,7 +288,10 @@ def test_fit_from_files_matches_the_in_memory_fit(tmp_path, general_frame):
         np.testing.assert_allclose(f_logp(point), r_logp(point), rtol=1e-10)
         np.testing.assert_allclose(f_grad(point), r_grad(point), rtol=1e-8, atol=1e-8)
     options = dict(draws=300, tune=300, chains=2, random_seed=4, progressbar=False)
-    a = lmm_pymc.fit(stats, priors=priors, **options)
+    # fit takes the files themselves (their sums, labels sorted)
+    a = lmm_pymc.fit(str(tmp_path / "*.parquet"), ANY, priors=priors, **options)
+    assert list(a.posterior["fixed_effect"].values) == list(design.fixed_names)
+    assert a.posterior["b_group_id"].sizes["group_id"] == len(grouped.group_labels)
     b = lmm_pymc.fit(grouped, priors=priors, **options)
     for name in ("beta", "sigma", "sigs"):
         se = np.hypot(az.mcse(a, var_names=[name])[name], az.mcse(b, var_names=[name])[name])
@@ -307,3 +310,43 @@ def test_bad_values_are_named_with_their_column(tmp_path, general_frame):
     text_y.to_parquet(tmp_path / "part-0.parquet", index=False)
     with pytest.raises(ValueError, match="column 'y' must be numeric"):
         group_statistics_from_files(tmp_path / "part-0.parquet", ANY)
+
+
+def test_bad_files_are_named(tmp_path, general_frame):
+    """An empty file, a corrupted Parquet file and text in a numeric column of a later CSV
+    block each give one error naming the file or the column, before any sums are used."""
+    _write_parts(general_frame, tmp_path, "parquet")
+    (tmp_path / "part-9.parquet").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"part-9\.parquet' is empty"):
+        group_statistics_from_files(tmp_path, ANY)
+    (tmp_path / "part-9.parquet").write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(ValueError, match=r"part-9\.parquet' is not a readable Parquet file"):
+        group_statistics_from_files(tmp_path, ANY)
+    csv = tmp_path / "csv"
+    csv.mkdir()
+    text = general_frame.astype({"x2": object})
+    text.loc[len(text) - 3, "x2"] = "abc"
+    text.to_csv(csv / "one.csv", index=False)
+    with pytest.raises(ValueError, match=r"reading the files .*one\.csv.* failed") as err:
+        group_statistics_from_files(str(csv / "one.csv"), ANY, blocksize=2_000)
+    assert "x2" in str(err.value) and "'abc'" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_distributed_cluster_sums_the_blocks(tmp_path, general_frame):
+    """With a dask.distributed Client in use (a LocalCluster of 2 worker processes here, as
+    a cluster of machines would be), the blocks are summed on the workers: the coding and
+    the per-block tables travel between processes, never the rows. Tolerance as above."""
+    distributed = pytest.importorskip("dask.distributed")
+    _write_parts(general_frame, tmp_path, "parquet", n_parts=6)
+    design = design_from_formula(ANY, general_frame)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:  # fmt: skip
+        cluster_workers = set(cluster.scheduler_info["workers"])
+        with distributed.Client(cluster) as client, distributed.get_task_stream(client) as ts:
+            got = group_statistics_from_files(tmp_path, ANY,
+                                              group_labels=design.factors[0].labels)  # fmt: skip
+    # the blocks' sums ran as tasks on the worker processes (dask may merge small files
+    # into one block: at least two blocks here)
+    sums = [t for t in ts.data if str(t["key"]).startswith("sums-")]
+    assert len(sums) >= 2 and all(t["worker"] in cluster_workers for t in sums), ts.data[:3]
+    _assert_equal(got.statistics, design.grouped_statistics().statistics)

@@ -22,6 +22,7 @@ draws of the random effects afterwards).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,7 +30,7 @@ import numpy as np
 from ..design import GroupedStatistics
 from ..errors import require
 from .coding import BlockCoding
-from .files import checked_format, open_frame, resolve_paths
+from .files import check_files, checked_format, open_frame, resolve_paths
 
 __all__ = ["group_statistics_from_files"]
 
@@ -58,7 +59,9 @@ def _template(dask, frame, formula: str, scheduler):
 
     from ..formula import formula_columns, split_formula
 
-    head = frame.head(_TEMPLATE_ROWS, npartitions=-1)
+    with warnings.catch_warnings():  # a first block shorter than the template: fine
+        warnings.filterwarnings("ignore", message="Insufficient elements for `head`")
+        head = frame.head(_TEMPLATE_ROWS)
     rhs, response, _, correlated = split_formula(formula)
     groups = {c for name in correlated for c in name.split(":")}
     used = sorted((formula_columns(rhs, head) | {response}) & set(head.columns))
@@ -78,6 +81,28 @@ def _template(dask, frame, formula: str, scheduler):
             row[column] = level
             extra.append(row)
     return pd.concat([head, *extra], ignore_index=True) if extra else head
+
+
+def _raised_here(err: BaseException) -> bool:
+    """Whether ``err`` was raised by this package's code (not by dask, pandas or pyarrow)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}lmm_pymc{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
+def _sums(dask, frame, formula: str, scheduler):
+    """``(coding, summed table, counts)``: the coding fixed on a template, then one pass over
+    the blocks (each to its per-group sums) and a tree of additions."""
+    coding = BlockCoding.from_template(formula, _template(dask, frame, formula, scheduler))
+    frame = frame[list(coding.columns)]  # only these columns are read from the files
+    # one pass over the data: every block to its per-group sums, then a tree of additions
+    level = [dask.delayed(coding.sums)(block) for block in frame.to_delayed()]
+    while len(level) > 1:
+        level = [dask.delayed(_add_tables)(*level[i : i + _FAN_IN])
+                 for i in range(0, len(level), _FAN_IN)]  # fmt: skip
+    ((table, counts),) = dask.compute(level[0], scheduler=scheduler)
+    return coding, table, counts
 
 
 def group_statistics_from_files(
@@ -139,15 +164,18 @@ def group_statistics_from_files(
     fmt = checked_format(resolved, file_format)
     if scheduler is not None and scheduler not in _SCHEDULERS:
         raise ValueError(f"scheduler must be one of {list(_SCHEDULERS)}, found {scheduler!r}")
+    check_files(resolved, fmt)
     frame = open_frame(dd, resolved, fmt, blocksize)
-    coding = BlockCoding.from_template(formula, _template(dask, frame, formula, scheduler))
-    frame = frame[list(coding.columns)]  # only these columns are read from the files
-    # one pass over the data: every block to its per-group sums, then a tree of additions
-    level = [dask.delayed(coding.sums)(block) for block in frame.to_delayed()]
-    while len(level) > 1:
-        level = [dask.delayed(_add_tables)(*level[i : i + _FAN_IN])
-                 for i in range(0, len(level), _FAN_IN)]  # fmt: skip
-    ((table, counts),) = dask.compute(level[0], scheduler=scheduler)
+    try:
+        coding, table, counts = _sums(dask, frame, formula, scheduler)
+    except (ValueError, TypeError) as err:
+        if _raised_here(err):  # the package's own errors pass unchanged
+            raise
+        # dask, pandas or pyarrow could not read or convert a block
+        raise ValueError(
+            f"reading the files {resolved} failed: {type(err).__name__}: "
+            f"{' '.join(str(err).split())[:400]}"
+        ) from None
     coding.check_counts(counts)
     result = coding.grouped(table.sort_index())
     return result if group_labels is None else result.reorder(group_labels)

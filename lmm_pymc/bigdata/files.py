@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["checked_format", "open_frame", "resolve_paths"]
+__all__ = ["check_files", "checked_format", "open_frame", "resolve_paths"]
 
 
 def resolve_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
@@ -59,3 +59,40 @@ def open_frame(dd, paths: list[str], fmt: str, blocksize: str | int):
 
     require("pyarrow", "dask", "reading Parquet files")
     return dd.read_parquet(paths)
+
+
+def _files(paths: list[str], fmt: str) -> list[Path]:
+    """The concrete files behind ``paths`` (globs expanded, a Parquet directory's files)."""
+    import glob
+
+    out: list[Path] = []
+    for text in paths:
+        for match in sorted(glob.glob(text)) if any(c in text for c in "*?[") else [text]:
+            path = Path(match)
+            if path.is_dir():
+                out += sorted(p for p in path.rglob("*") if p.is_file()
+                              and p.suffix in (".parquet", ".pq", ".parq"))  # fmt: skip
+            else:
+                out.append(path)
+    if not out:
+        raise ValueError(f"paths must match at least one {fmt} file, found none in {paths}")
+    return out
+
+
+def check_files(paths: list[str], fmt: str) -> None:
+    """``ValueError`` naming the first file that is empty or (Parquet) whose footer cannot be
+    read, before any block is: the cheap checks, metadata only."""
+    for path in _files(paths, fmt):
+        if path.stat().st_size == 0:
+            raise ValueError(f"file {str(path)!r} is empty; expected a {fmt} file with a header")
+        if fmt != "parquet":
+            continue
+        import pyarrow.parquet as pq
+
+        try:
+            pq.read_metadata(path)
+        except Exception as err:  # noqa: BLE001 - any failure of pyarrow, said in one line
+            raise ValueError(
+                f"file {str(path)!r} is not a readable Parquet file "
+                f"({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+            ) from None
