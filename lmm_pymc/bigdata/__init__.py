@@ -38,6 +38,8 @@ __all__ = ["group_statistics_from_files"]
 _SCHEDULERS = ("threads", "processes", "synchronous", "sync", "single-threaded")
 #: how many tables one addition of the tree reduction takes
 _FAN_IN = 8
+#: the package's own source files start with this path (dask's, pandas' do not)
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 #: rows of the files' first block that fix the coding (with the categorical levels)
 _TEMPLATE_ROWS = 1000
 
@@ -88,7 +90,7 @@ def _raised_here(err: BaseException) -> bool:
     tb = err.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and f"{os.sep}lmm_pymc{os.sep}" in tb.tb_frame.f_code.co_filename
+    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_ROOT)
 
 
 def _sums(dask, frame, formula: str, scheduler):
