@@ -144,30 +144,64 @@ COMPILED_LIMIT = 16
 _COMPILED_LOCK = threading.Lock()
 
 
-def model_structure(model) -> str:
-    """A key that two PyMC models share exactly when one compiled log density computes both,
-    given each its own values of the shared data (``pm.Data``): the printed graph of the
-    log density and of every deterministic, with types, plus every constant's bytes (so
-    that no two differing constants can share a key however they print), the variables'
-    dims, the names of the coords, the free variables' shapes and the lengths of the dims
-    they and the deterministics use (random generators' addresses left out)."""
+def _op_text(node) -> str:
+    """An apply node's op as text: its class and every property (``__props__``, which
+    PyTensor's own op equality compares), or, for an op without properties (an
+    ``OpFromGraph``), its printed graph with the inner graphs."""
     import pytensor
+
+    op = node.op
+    props = getattr(op, "__props__", None)
+    if props is None:
+        return pytensor.dprint(node.outputs, file="str", print_type=True, print_op_info=True)
+    values = ",".join(f"{p}={getattr(op, p)!r}" for p in props)
+    return f"{type(op).__module__}.{type(op).__qualname__}({values})"
+
+
+def _graph_text(outputs) -> str:
+    """The graph of ``outputs`` as text, node by node in topological order: each node's op
+    (:func:`_op_text`), its inputs by position and its outputs' types; a root variable by
+    its type and name, a constant by its type and bytes. A tenth of the time of
+    ``pytensor.dprint`` (docs/measurements.md)."""
     from pytensor.graph.basic import Constant
 
     try:  # its home in newer PyTensor; importing it from the old one warns
-        from pytensor.graph.traversal import ancestors
+        from pytensor.graph.traversal import io_toposort
     except ImportError:
-        from pytensor.graph.basic import ancestors
+        from pytensor.graph.basic import io_toposort
 
-    outputs = [model.logp(), *model.deterministics]
-    digest = hashlib.sha256()
-    text = pytensor.dprint(outputs, file="str", print_type=True)
+    ids: dict = {}
+    lines = []
+
+    def ref(var) -> int:
+        if var not in ids:
+            ids[var] = len(ids)
+            if isinstance(var, Constant):
+                data = np.asarray(var.data)
+                text = f"{data.dtype}{data.shape}{hashlib.sha256(data.tobytes()).hexdigest()}"
+            else:
+                text = var.name
+            lines.append(f"v{ids[var]}={var.type}:{text}")
+        return ids[var]
+
+    for node in io_toposort([], outputs):
+        inputs = [ref(v) for v in node.inputs]
+        lines.append(f"{_op_text(node)}{inputs}->{[str(o.type) for o in node.outputs]}")
+        for out in node.outputs:
+            ids[out] = len(ids)
+    lines.append(f"out{[ref(o) for o in outputs]}")
     # random generators print with their address, which differs between equal models
-    digest.update(re.sub(r" at 0x[0-9a-fA-F]+", "", text).encode())
-    for var in ancestors(outputs):
-        if isinstance(var, Constant):
-            data = np.asarray(var.data)
-            digest.update(f"{data.dtype}{data.shape}".encode() + data.tobytes())
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", "\n".join(lines))
+
+
+def model_structure(model) -> str:
+    """A key that two PyMC models share exactly when one compiled log density computes both,
+    given each its own values of the shared data (``pm.Data``): the graph of the log density
+    and of every deterministic (:func:`_graph_text`: ops with their properties, types,
+    every constant's bytes), the variables' dims, the names of the coords, the free
+    variables' shapes and the lengths of the dims they and the deterministics use."""
+    outputs = [model.logp(), *model.deterministics]
+    digest = hashlib.sha256(_graph_text(outputs).encode())
     digest.update(repr(sorted(model.named_vars_to_dims.items())).encode())
     digest.update(repr(sorted(model.coords)).encode())
     # the sampled vector's length and the stored variables' shapes are fixed at compile
@@ -192,10 +226,8 @@ def model_structure(model) -> str:
 #: expand(dim, n_expanded, x, expanded, user_data), 0 on success.
 _LOGP_SOURCE = """
 def lmm_pymc_logp(dim, x_, out_, logp_, user_data_):
-    if dim != {n_dim}:
-        return -1
-    x = numba.carray(x_, ({n_dim},))
-    out = numba.carray(out_, ({n_dim},))
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
     logp = numba.carray(logp_, ())
     shared = numba.carray(user_data_, (), RECORD)[()]["shared"]
 {extract}
@@ -203,8 +235,10 @@ def lmm_pymc_logp(dim, x_, out_, logp_, user_data_):
         logp_val, grad = inner(x{args})
     except Exception:  # noqa: BLE001
         return 1
+    if grad.shape[0] != dim:
+        return -1
     logp[()] = logp_val
-    for i in range({n_dim}):
+    for i in range(dim):
         out[i] = grad[i]
         if not np.isfinite(grad[i]):
             return 3
@@ -214,19 +248,17 @@ def lmm_pymc_logp(dim, x_, out_, logp_, user_data_):
 """
 _EXPAND_SOURCE = """
 def lmm_pymc_expand(dim, expanded, x_, out_, user_data_):
-    if dim != {n_dim}:
-        return -1
-    if expanded != {n_expanded}:
-        return -1
-    x = numba.carray(x_, ({n_dim},))
-    out = numba.carray(out_, ({n_expanded},))
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (expanded,))
     shared = numba.carray(user_data_, (), RECORD)[()]["shared"]
 {extract}
     try:
         (values,) = inner(x{args})
     except Exception:  # noqa: BLE001
         return -2
-    for i in range({n_expanded}):
+    if values.shape[0] != expanded:
+        return -1
+    for i in range(expanded):
         out[i] = values[i]
     return 0
 """
@@ -250,7 +282,7 @@ def _pointer_intrinsic():
 
 
 def _c_wrapper(template: str, name: str, c_sig, inner, shared: Mapping[str, np.ndarray],
-               record, **sizes: int):  # fmt: skip
+               record):  # fmt: skip
     """numba cfunc of ``template`` around the graph function ``inner``, reading each shared
     value through nutpie's user-data record ``record``; kept in numba's on-disk cache under
     a key of the source, the record's layout and the graph function's PyTensor cache key
@@ -269,7 +301,7 @@ def _c_wrapper(template: str, name: str, c_sig, inner, shared: Mapping[str, np.n
             f" DTYPE_{k})"
         )
         args += f", d{k}"
-    source = template.format(extract="\n".join(extract), args=args, **sizes)
+    source = template.format(extract="\n".join(extract), args=args)
     inner_key = CACHED_SRC_FUNCTIONS.get(inner.py_func)
     key = None
     if inner_key is not None:
@@ -305,8 +337,10 @@ def _nutpie_compile(model):
     from numba import types
     from pymc.initial_point import make_initial_point_fn
 
-    internals = ("_make_functions", "_prepare_dims_and_coords", "_wrap_with_lock",
-                 "make_user_data", "CompiledPyMCModel")  # fmt: skip
+    from .logdensity import make_functions
+
+    internals = ("_compute_shapes", "_rv_dict_to_flat_array_wrapper", "_prepare_dims_and_coords",
+                 "_wrap_with_lock", "make_user_data", "CompiledPyMCModel")  # fmt: skip
     if not all(hasattr(ncp, name) for name in internals):
         return nutpie.compile_pymc_model(model)
     initial_point = ncp._wrap_with_lock(_python_linked(
@@ -316,10 +350,8 @@ def _nutpie_compile(model):
     # the log density is compiled by numba (mode="NUMBA"); only the graphs compiled with the
     # default mode (nutpie's shape probe runs an initial-point function) use the Python linker
     with pytensor.config.change_flags(mode="FAST_COMPILE"):
-        n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = ncp._make_functions(
-            model, mode="NUMBA", compute_grad=True, join_expanded=True,
-            pymc_initial_point_fn=initial_point, var_names=None,
-        )  # fmt: skip
+        n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = make_functions(
+            model, initial_point)  # graphs free of the model's sizes  # fmt: skip
     shared_vars, shared_data = {}, {}
     for var in [*logp_fn.get_shared(), *expand_fn.get_shared()]:
         if var.name in shared_vars and shared_vars[var.name] is not var:
@@ -336,10 +368,9 @@ def _nutpie_compile(model):
     logp_sig = types.int64(types.uint64, double, double, double, types.voidptr)
     expand_sig = types.int64(types.uint64, types.uint64, double, double, types.voidptr)
     logp_c = _c_wrapper(_LOGP_SOURCE, "lmm_pymc_logp", logp_sig, logp_fn.vm.jit_fn,
-                        shared_of(logp_fn), user_data.dtype, n_dim=n_dim)  # fmt: skip
+                        shared_of(logp_fn), user_data.dtype)  # fmt: skip
     expand_c = _c_wrapper(_EXPAND_SOURCE, "lmm_pymc_expand", expand_sig, expand_fn.vm.jit_fn,
-                          shared_of(expand_fn), user_data.dtype, n_dim=n_dim,
-                          n_expanded=n_expanded)  # fmt: skip
+                          shared_of(expand_fn), user_data.dtype)  # fmt: skip
     dims, coords = ncp._prepare_dims_and_coords(model, shape_info)
     return ncp.CompiledPyMCModel(
         _n_dim=n_dim, dims=dims, _coords=coords,

@@ -189,8 +189,11 @@ def _conditional_likelihood(design: Design, beta, sigma, effects) -> None:
 def _grouped_likelihood(plan: MarginalPlan, beta, sigma, effects) -> None:
     """One factor, integrated out: everything from the per-group sums."""
     L = effects[plan.integrated.name].L
-    loglik = marginal_loglik(plan.grouped.statistics, beta, sigma, L, data=_stat_input)
-    pm.Potential("y_marginal", loglik.sum())
+    # the sum over groups, its quadratic form in beta summed once: a graph whose size does
+    # not grow with the number of fixed effects (docs/measurements.md)
+    loglik = marginal_loglik(plan.grouped.statistics, beta, sigma, L, total=True,
+                             data=_stat_input)  # fmt: skip
+    pm.Potential("y_marginal", loglik)
 
 
 def _crossed_likelihood(plan: MarginalPlan, beta, sigma, effects) -> None:
@@ -303,10 +306,13 @@ def build_model(
     grouped_only = plan is not None and plan.likelihood == "grouped"
     coords = plan.grouped.coords() if grouped_only else data.coords()
     with pm.Model(coords=coords) as model:
-        beta = variable("beta", resolved.fixed, dims="fixed_effect")
         sigma = resolved.sigma.create_variable("sigma")
         integrated = plan.integrated.name if plan is not None else None
         effects = _factor_effects(data.factors, parametrization, resolved, integrated)
+        # last of the sampled vector, its hyperparameters an input of their own: no slice
+        # of the compiled log density depends on the number of fixed effects
+        # (lmm_pymc.compiled, docs/measurements.md)
+        beta = variable("beta", resolved.fixed, dims="fixed_effect", own_input=True)
         if plan is not None:
             MARGINAL_LIKELIHOODS[plan.likelihood](plan, beta, sigma, effects)
         else:

@@ -218,7 +218,8 @@ def test_loglik_equals_statsmodels_ml(unbalanced):
 # ------------------------------------------------------------------ model structure
 def test_marginal_model_names_coords_and_free_variables(unbalanced):
     m = build_model(unbalanced.design, "marginal")
-    assert [v.name for v in m.free_RVs] == ["beta", "sigma", "chol_cov_group_id"]
+    # beta last: the rest of the sampled vector (lmm_pymc.logdensity)
+    assert [v.name for v in m.free_RVs] == ["sigma", "chol_cov_group_id", "beta"]
     assert m.coords["group_id"] == ("a", "b", "c", "d", "e")
     assert "obs" not in m.coords  # nothing N-sized
     for name in ("beta", "sigma", "sigs", "R"):

@@ -42,9 +42,10 @@ def crossed_design():
 @pytest.mark.parametrize(
     ("parametrization", "free"),
     [
-        ("lkj_corr", ["beta", "sigma", "sigs_group_id", "R_upper_group_id", "b_group_id"]),
-        ("cholesky", ["beta", "sigma", "chol_cov_group_id", "z_group_id"]),
-        ("marginal", ["beta", "sigma", "chol_cov_group_id"]),
+        # beta last: the rest of the sampled vector (lmm_pymc.logdensity)
+        ("lkj_corr", ["sigma", "sigs_group_id", "R_upper_group_id", "b_group_id", "beta"]),
+        ("cholesky", ["sigma", "chol_cov_group_id", "z_group_id", "beta"]),
+        ("marginal", ["sigma", "chol_cov_group_id", "beta"]),
     ],
 )
 def test_free_variables(labelled_sim, parametrization, free):

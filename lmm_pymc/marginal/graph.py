@@ -119,29 +119,87 @@ def _woodbury(n, rr, Zr: list[object], G: Matrix, Lm: Matrix, s2) -> tuple[objec
     logdet_A, uAu = _cholesky_logdet_quad(Aw, u)
     # r'r may be the number 0.0 (crossed_marginal_loglik adds it in total): 0.0 / s2 would
     # leave PyTensor's zero-division rewrite cycling
-    return n * pt.log(s2) + logdet_A, _sum([_prod(rr, 1.0 / s2), -_prod(uAu, 1.0 / pt.sqr(s2))])
+    # n may be the number 0.0 (marginal_loglik adds n log s2 apart)
+    logdet = _sum([_prod(n, pt.log(s2)), logdet_A])
+    return logdet, _sum([_prod(rr, 1.0 / s2), -_prod(uAu, 1.0 / pt.sqr(s2))])
 
 
+def _group_arrays(stats: GroupStatistics, stable: bool) -> dict[str, np.ndarray]:
+    """Per-group numbers of the likelihood, in NumPy, whatever the branch of each group.
 
-def _woodbury_from_sums(stats: GroupStatistics, column, n, b: list, Lm: Matrix, s2):
-    """``(log|V_j|, r_j'V_j^-1 r_j)`` by the Woodbury form from the per-group sums at
-    ``beta = b`` (groups with a singular ``Z'Z``, or every group with ``stable=False``)."""
-    p, q = len(b), len(Lm)
-    XtX, XtZ = _entries(column, "XtX", stats.XtX), _entries(column, "XtZ", stats.XtZ)
-    G = _entries(column, "ZtZ", stats.ZtZ)
-    Xty = [column(f"Xty_{i}", stats.Xty[:, i]) for i in range(p)]
-    Zty = [column(f"Zty_{k}", stats.Zty[:, k]) for k in range(q)]
-    # (J,) r'r = y'y - 2 beta'X'y + beta'X'X beta
-    rr = _sum(
-        [
-            column("yty", stats.yty),
-            *(_prod(-2.0, Xty[i], b[i]) for i in range(p)),
-            *(_prod(XtX[i][k], b[i], b[k]) for i in range(p) for k in range(p)),
-        ]
-    )
-    # (J,) Z'r = Z'y - (X'Z)' beta
-    Zr = [_sum([Zty[k], *(-_prod(XtZ[i][k], b[i]) for i in range(p))]) for k in range(q)]
-    return _woodbury(n, rr, Zr, G, Lm, s2)
+    Every group's ``log|V_j|`` and ``r_j'V_j^-1 r_j`` are, with ``e_j = e0_j - E_j beta``
+    (q,) and ``rss_j = q0_j - 2 q1_j'beta + beta'Q2_j beta``,
+
+    - regular ``Z_j'Z_j`` (the well-conditioned form): ``e = G^-1 Z'y - G^-1 Z'X beta``,
+      ``rss`` the residual sum of squares off Z, ``K = G^-1``, ``W = s2 K + Sigma``:
+      ``(n - q) log s2 + log|G| + log|W|`` and ``rss / s2 + e'W^-1 e``;
+    - singular (the Woodbury form): ``e = Z'r``, ``rss = r'r``, ``K = Z'Z``,
+      ``A = I + L'KL / s2``, ``u = L'e``: ``n log s2 + log|A|`` and
+      ``rss / s2 - u'A^-1 u / s2^2``.
+
+    Returns ``regular`` (J,) bool, ``n_log_s2`` (J,) (the coefficient of ``log s2``),
+    ``log_det_G`` (J,), ``K_W`` and ``K_A`` (J, q, q) (each branch's ``K``; a finite
+    placeholder in the other branch's groups, so that gradients stay finite), ``e0`` (J, q),
+    ``E`` (J, q, p), ``q0`` (J,), ``q1`` (J, p), ``Q2`` (J, p, p).
+    """
+    J, p, q = stats.check()
+    k = stable_constants(stats) if stable else None
+    regular = np.zeros(J, bool) if k is None else k["regular"]
+    XtZ = np.asarray(stats.XtZ, dtype=float)
+    ZtZ = np.asarray(stats.ZtZ, dtype=float)
+    if k is None:
+        k = {"G_inv": np.broadcast_to(np.eye(q), ZtZ.shape), "log_det_G": np.zeros(J),
+             "b_y": stats.Zty, "H": np.swapaxes(XtZ, 1, 2), "rss_y": stats.yty,
+             "c": stats.Xty, "A": stats.XtX}  # fmt: skip
+    r1, r2, r3 = regular[:, None], regular[:, None, None], regular
+    return {
+        "regular": regular,
+        "n_log_s2": np.asarray(stats.n, dtype=float) - q * regular,
+        "log_det_G": np.where(r3, k["log_det_G"], 0.0),
+        "K_W": np.where(r2, k["G_inv"], np.eye(q)[None]),
+        "K_A": ZtZ,
+        "e0": np.where(r1, k["b_y"], stats.Zty),
+        "E": np.where(r2, k["H"], np.swapaxes(XtZ, 1, 2)),
+        "q0": np.where(r3, k["rss_y"], stats.yty),
+        "q1": np.where(r1, k["c"], stats.Xty),
+        "Q2": np.where(r2, k["A"], stats.XtX),
+    }
+
+
+def _symmetric(column, name: str, values: np.ndarray) -> Matrix:
+    """(J, q, q) symmetric numbers -> q x q nested list of (J,) inputs, one per pair."""
+    q = values.shape[1]
+    lower = [[column(f"{name}_{i}_{k}", values[:, i, k]) if k <= i else None
+              for k in range(q)] for i in range(q)]  # fmt: skip
+    return [[lower[max(i, k)][min(i, k)] for k in range(q)] for i in range(q)]
+
+
+def _group_terms(arrays, column, make, beta, Lm: Matrix, s2) -> tuple[object, object]:
+    """``(log|V_j| - n_log_s2 log s2 - log|G_j|, r_j'V_j^-1 r_j - rss_j / s2)`` per group
+    (:func:`_group_arrays`): the q x q algebra, entry by entry. ``E beta`` is one
+    matrix-vector product whatever p, so the graph does not grow with p."""
+    E, regular = arrays["E"], arrays["regular"]
+    J, q, p = E.shape
+    # (q J,) = E beta, rows (effect, group)
+    Eb = pt.dot(pt.as_tensor(make("E", np.ascontiguousarray(np.swapaxes(E, 0, 1).reshape(q * J, p)))),
+                beta).reshape((q, -1))  # fmt: skip
+    e = [_sum([column(f"e0_{a}", arrays["e0"][:, a]), -Eb[a]]) for a in range(q)]
+    terms = []
+    if regular.any():
+        Sigma = [[_sum(_prod(Lm[i][m], Lm[c][m]) for m in range(min(i, c) + 1))
+                  for c in range(q)] for i in range(q)]  # fmt: skip
+        K = _symmetric(column, "K_W", arrays["K_W"])
+        W = [[_sum([_prod(s2, K[i][c]), Sigma[i][c]]) for c in range(q)] for i in range(q)]
+        terms.append(_cholesky_logdet_quad(W, e))
+    if not regular.all():
+        logdet_A, uAu = _woodbury(0.0, 0.0, e, _symmetric(column, "K_A", arrays["K_A"]), Lm, s2)
+        terms.append((logdet_A, uAu))
+    if len(terms) == 1:
+        return terms[0]
+    # groups with a singular Z'Z take the Woodbury form; each branch's placeholders are
+    # finite in the other's groups, so gradients stay finite
+    is_regular = column("regular", regular.astype(float)) > 0.5
+    return tuple(pt.switch(is_regular, w, a) for w, a in zip(*terms, strict=True))
 
 
 def marginal_loglik(
@@ -151,6 +209,7 @@ def marginal_loglik(
     chol: pt.TensorLike,
     *,
     stable: bool = True,
+    total: bool = False,
     data: ColumnInput | None = None,
 ) -> pt.TensorVariable:
     """Per-group marginal log-likelihood ``log N(y_j | X_j beta, s2 I + Z_j L L' Z_j')``.
@@ -167,58 +226,46 @@ def marginal_loglik(
     stable : bool
         Use the well-conditioned form for every group with a regular ``Z'Z`` (the
         default); ``False`` keeps the Woodbury form everywhere (for comparison).
+    total : bool
+        Return the sum over the groups, with the quadratic form in ``beta`` summed over the
+        groups once, in NumPy (a (p, p) matrix in the graph instead of (J, p, p)).
+    data : callable, optional
+        Turns each named array of per-group numbers into a graph input (default: a
+        constant); :func:`lmm_pymc.build_model` makes them model inputs.
 
     Returns
     -------
-    pytensor TensorVariable, shape (J,)
-        Every array in its graph is of size O(J); none has the number of rows.
+    pytensor TensorVariable, shape (J,) (a scalar with ``total=True``)
+        Every array in its graph is of size O(J p); none has the number of rows. The
+        graph's size depends on q, not on p (p is an input's length).
     """
-    J, p, q = stats.check()
-    _column = _columns(data)
-    n = _column("n", stats.n)
+    make = _constant if data is None else data
+    column = _columns(data)
+    arrays = _group_arrays(stats, stable)
     beta = pt.as_tensor(beta)
-    b = [beta[i] for i in range(p)]
-    Lm = _lower(chol, q)
     s2 = pt.sqr(sigma)
-    log_2pi = np.log(2.0 * np.pi)
-
-    k = stable_constants(stats) if stable else None
-    if k is None or not k["regular"].any():
-        # no group has a regular Z'Z (or the stable form is not wanted): Woodbury alone
-        logdet_V, quad = _woodbury_from_sums(stats, _column, n, b, Lm, s2)
-        return -0.5 * (n * log_2pi + logdet_V + quad)
-    Sigma = [[_sum(_prod(Lm[i][m], Lm[c][m]) for m in range(min(i, c) + 1)) for c in range(q)]
-             for i in range(q)]  # fmt: skip
-    G_inv, H = _entries(_column, "G_inv", k["G_inv"]), _entries(_column, "H", k["H"])
-    W = [[_sum([_prod(s2, G_inv[i][c]), Sigma[i][c]]) for c in range(q)] for i in range(q)]
-    d = [_sum([_column(f"b_y_{a}", k["b_y"][:, a]), *(-_prod(H[a][i], b[i]) for i in range(p))])
-         for a in range(q)]  # fmt: skip
-    logdet_W, dWd = _cholesky_logdet_quad(W, d)
-    rss = _column("rss_y", k["rss_y"])
-    if np.any(k["A"]) or np.any(k["c"]):  # fixed effects without a random counterpart
-        A = _entries(_column, "A", k["A"])
-        c = [_column(f"c_{i}", k["c"][:, i]) for i in range(p)]
-        rss = _sum(
-            [
-                rss,
-                *(_prod(-2.0, c[i], b[i]) for i in range(p)),
-                *(_prod(A[i][m], b[i], b[m]) for i in range(p) for m in range(p)),
-            ]
-        )
-    stable_logdet = (n - q) * pt.log(s2) + _column("log_det_G", k["log_det_G"]) + logdet_W
-    stable_quad = rss / s2 + dWd
-    if k["regular"].all():
-        # every group regular (the usual case): no Woodbury branch in the graph, which
-        # halves its size and nutpie's compile time
-        logdet_V, quad = stable_logdet, stable_quad
-    else:
-        # groups with a singular Z'Z keep the Woodbury form; their stable-branch constants
-        # are finite placeholders, so gradients stay finite
-        regular = _column("regular", k["regular"].astype(float))
-        wood_logdet, wood_quad = _woodbury_from_sums(stats, _column, n, b, Lm, s2)
-        logdet_V = pt.switch(regular > 0.5, stable_logdet, wood_logdet)
-        quad = pt.switch(regular > 0.5, stable_quad, wood_quad)
-    return -0.5 * (n * log_2pi + logdet_V + quad)
+    Lm = _lower(chol, stats.ZtZ.shape[1])
+    logdet, quad = _group_terms(arrays, column, make, beta, Lm, s2)
+    log_s2 = pt.log(s2)
+    if total:
+        # sum_j rss_j = sum q0 - 2 (sum q1)'beta + beta'(sum Q2) beta: rows Q2, then q1
+        # (no index of the graph depends on p or J: one compiled log density for all)
+        M = pt.as_tensor(make("totals", np.vstack([arrays["Q2"].sum(0), arrays["q1"].sum(0)])))
+        rss = pt.sum(column("q0", arrays["q0"])) - 2.0 * pt.dot(M[-1], beta) + pt.dot(
+            beta, pt.dot(M[:-1], beta))  # fmt: skip
+        fixed = pt.sum(column("n_log_s2", arrays["n_log_s2"])) * log_s2 + pt.sum(
+            column("log_det_G", arrays["log_det_G"]))  # fmt: skip
+        n_rows = pt.sum(column("n", stats.n))
+        return -0.5 * (n_rows * np.log(2.0 * np.pi) + fixed + pt.sum(logdet) + pt.sum(quad)
+                       + rss / s2)  # fmt: skip
+    Q2 = pt.as_tensor(make("Q2", arrays["Q2"]))
+    q1 = pt.as_tensor(make("q1", arrays["q1"]))
+    # (J,) rss_j = q0_j - 2 q1_j'beta + beta'Q2_j beta
+    rss = column("q0", arrays["q0"]) - 2.0 * pt.dot(q1, beta) + (pt.dot(Q2, beta) * beta).sum(1)
+    n = column("n", stats.n)
+    logdet_V = column("n_log_s2", arrays["n_log_s2"]) * log_s2 + column(
+        "log_det_G", arrays["log_det_G"]) + logdet  # fmt: skip
+    return -0.5 * (n * np.log(2.0 * np.pi) + logdet_V + quad + rss / s2)
 
 
 def residual_marginal_loglik(

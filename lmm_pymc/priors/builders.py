@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+import numpy as np
+
 from ..compiled import packed_input
 
 
@@ -39,16 +41,31 @@ def _params(family: str, priors: Sequence[PriorLike]) -> dict[str, object]:
     return {k: hyperparameter([p.kwargs[k] for p in priors]) for k in priors[0].kwargs}
 
 
+def _vector_params(name: str, priors: Sequence[PriorLike]) -> dict[str, object]:
+    """A vector's hyperparameters as the rows of its own model input ``prior_<name>``
+    (n_params, n): no slice of the graph depends on n, so one compiled log density serves
+    every n (the number of fixed effects: docs/measurements.md)."""
+    import pymc as pm
+
+    keys = list(priors[0].kwargs)
+    table = pm.Data(f"prior_{name}", np.array([[p.kwargs[k] for p in priors] for k in keys],
+                                              dtype=float))  # fmt: skip
+    return {k: table[i] for i, k in enumerate(keys)}
+
+
 def variable(
     name: str,
     priors: Sequence[PriorLike],
     *,
     dims: str | tuple[str, ...] | None = None,
     scalar: bool = False,
+    own_input: bool = False,
 ):
     """The PyMC variable ``name`` in the model being built: a scalar (``scalar=True``, one
     prior) or one element per prior (one family: vector parameters; mixed families become
-    one variable per element, stacked into the Deterministic ``name``)."""
+    one variable per element, stacked into the Deterministic ``name``). ``own_input``: a
+    vector's hyperparameters are their own model input (:func:`_vector_params`), not
+    entries of :data:`PRIOR_INPUT`."""
     import pymc as pm
     import pytensor.tensor as pt
 
@@ -60,7 +77,8 @@ def variable(
     if len(families) == 1:
         family = families.pop()
         dist = getattr(pm, PYMC_NAMES[family])
-        return dist(name, **_params(family, priors), dims=dims, shape=len(priors))
+        params = _vector_params(name, priors) if own_input else _params(family, priors)
+        return dist(name, **params, dims=dims, shape=len(priors))
     parts = []
     for i, p in enumerate(priors):
         params = {k: hyperparameter(v) for k, v in p.kwargs.items()}
