@@ -2,7 +2,7 @@
 
 A design is a :class:`Case` in :data:`CASES`: a function that writes the Parquet files and
 returns the true values, and a function that fits them in the child process, timing its
-stages (:func:`_timed_fit`). :func:`posterior_checks` then gives the repeat's divergences,
+stages (:func:`timed_fit`). :func:`posterior_checks` then gives the repeat's divergences,
 ESS, r_hat and whether each true value lies in its central posterior interval.
 """
 
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import scale_files_cases as files_cases
 from benchmarks.common import peak_rss_mb
 
 #: the variables whose smallest bulk ESS is reported
@@ -104,7 +105,7 @@ def _run_single(directory: Path, fit_options: dict) -> tuple[object, dict[str, f
     stats = group_statistics_from_files(directory, "y ~ 1 + x + (1 + x | group_id)")
     seconds = {"statistics_s": time.perf_counter() - t0, "groups_found": len(stats.group_labels)}
     seconds["peak_rss_after_statistics_mb"] = peak_rss_mb()["peak_rss_mb"]
-    idata, stages = _timed_fit(lambda: lmm_pymc.fit(stats, **fit_options))
+    idata, stages = timed_fit(lambda: lmm_pymc.fit(stats, **fit_options))
     return idata, {**seconds, **stages}
 
 
@@ -173,7 +174,7 @@ def _run_crossed(directory: Path, fit_options: dict) -> tuple[object, dict[str, 
     seconds = {"statistics_s": time.perf_counter() - t0}
     seconds["peak_rss_after_statistics_mb"] = peak_rss_mb()["peak_rss_mb"]
     formula = CASES["crossed"].formula
-    idata, stages = _timed_fit(lambda: lmm_pymc.fit(frame, formula, **fit_options))
+    idata, stages = timed_fit(lambda: lmm_pymc.fit(frame, formula, **fit_options))
     return idata, {**seconds, **stages}
 
 
@@ -196,11 +197,29 @@ CASES: dict[str, Case] = {
         full=(100_000, 1_000, 1),
         quick=(4_000, 100, 1),
     ),
+    "general": Case(
+        name="general",
+        description="any single-factor formula from Parquet: three numeric predictors, a "
+        "five-level text predictor and its interaction with the factor's slope; the "
+        "statistics pass also timed on a cluster of 1 and of 2 worker processes",
+        formula=files_cases.GENERAL_FORMULA,
+        write=files_cases.write_general,
+        run=files_cases.run_general,
+    ),
+    "crossed_files": Case(
+        name="crossed_files",
+        description="crossed subjects x items fitted from Parquet: the subjects' sums and "
+        "their cross-products with the items' levels, summed block by block with Dask",
+        formula=files_cases.CROSSED_FORMULA,
+        write=files_cases.write_crossed_files,
+        run=files_cases.run_crossed_files,
+        quick=(20_000, 200, 4),
+    ),
 }
 
 
 # ------------------------------------------------------------- one repeat: stages, checks
-def _timed_fit(call: Callable[[], object]) -> tuple[object, dict[str, float]]:
+def timed_fit(call: Callable[[], object]) -> tuple[object, dict[str, float]]:
     """Run ``call`` (a :func:`lmm_pymc.fit`) and split its time into stages.
 
     Sampling is nutpie's own clock (``posterior.attrs["sampling_time"]``); the exact

@@ -215,11 +215,16 @@ class GroupedStatistics:
         Names of the columns of ``X``.
     factor : GroupingFactor
         The grouping factor (its ``index`` and ``Z`` may be empty when no rows are kept).
+    crossed : CrossedStatistics, optional
+        With crossed factors: the cross-products with the other factors
+        (:class:`lmm_pymc.marginal.CrossedStatistics`), whose effects are sampled while
+        ``factor``'s are integrated out; None for one grouping factor.
     """
 
     statistics: GroupStatistics
     fixed_names: tuple[str, ...]
     factor: GroupingFactor
+    crossed: object | None = None  # CrossedStatistics (lmm_pymc.marginal imports this module)
 
     def __post_init__(self) -> None:
         J, p, q = self.statistics.check()
@@ -232,9 +237,9 @@ class GroupedStatistics:
 
     @property
     def factors(self) -> tuple[GroupingFactor, ...]:
-        """``(factor,)``: the sums hold one grouping factor (as a :class:`Design`'s
-        ``factors``)."""
-        return (self.factor,)
+        """Every grouping factor, in the formula's order (as a :class:`Design`'s
+        ``factors``): ``(factor,)`` for one factor."""
+        return (self.factor,) if self.crossed is None else self.crossed.factors
 
     @property
     def group_labels(self) -> tuple:
@@ -245,7 +250,7 @@ class GroupedStatistics:
         return int(self.statistics.n.sum())
 
     def coords(self) -> dict[str, list]:
-        return model_coords(self.fixed_names, (self.factor,), None)
+        return model_coords(self.fixed_names, self.factors, None)
 
     def reorder(self, group_labels: tuple | list) -> GroupedStatistics:
         """The same statistics with the groups in the order of ``group_labels``."""
@@ -260,7 +265,8 @@ class GroupedStatistics:
         order = np.array([position[g] for g in labels])
         factor = replace(self.factor, labels=labels, index=np.zeros(0, dtype=np.int64),
                          Z=np.zeros((0, self.factor.q)))  # fmt: skip
-        return GroupedStatistics(self.statistics.take(order), self.fixed_names, factor)
+        crossed = None if self.crossed is None else self.crossed.take(order, factor)
+        return GroupedStatistics(self.statistics.take(order), self.fixed_names, factor, crossed)
 
 
 @dataclass(frozen=True)

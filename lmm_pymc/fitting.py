@@ -27,20 +27,23 @@ __all__ = ["as_design", "fit", "prior_predictive"]
 FitData = pd.DataFrame | Simulation | Design | GroupedStatistics | str | os.PathLike | list
 
 
-def as_design(data: FitData, formula: str | None = None) -> Design | GroupedStatistics:
+def as_design(
+    data: FitData, formula: str | None = None, *, integrate: str | None = None
+) -> Design | GroupedStatistics:
     """The validated design (or per-group sums) that ``data`` and ``formula`` describe.
 
     A data frame needs ``formula`` (default: the tutorial's ``y ~ 1 + x + (1 + x |
     group_id)``); a simulation brings its design (or, with ``formula``, is re-read with it);
     a design and per-group sums are used as they are; CSV or Parquet files (a path, a glob
     pattern or a list of them) are reduced to per-group sums with Dask
-    (:func:`lmm_pymc.bigdata.group_statistics_from_files`; one grouping factor).
+    (:func:`lmm_pymc.bigdata.group_statistics_from_files`; with crossed factors, those of
+    ``integrate`` and its cross-products with the others).
     """
     paths = isinstance(data, list | tuple) and all(isinstance(p, str | os.PathLike) for p in data)
     if isinstance(data, str | os.PathLike) or (paths and data):
         from .bigdata import group_statistics_from_files
 
-        return group_statistics_from_files(data, formula)
+        return group_statistics_from_files(data, formula, integrate=integrate)
     if isinstance(data, Simulation):
         return data.design if formula is None else design_from_formula(formula, data.data)
     if isinstance(data, pd.DataFrame):
@@ -79,7 +82,8 @@ def fit(
         Observed data. Per-group sums (e.g. from
         :func:`lmm_pymc.bigdata.group_statistics_from_files`) fit ``marginal`` only; so do
         CSV or Parquet files (a path, glob pattern or list), which are reduced to them with
-        Dask for a formula with one grouping factor.
+        Dask, for any formula (with crossed factors: the integrated factor's sums and its
+        cross-products with the others' levels).
     formula : str, optional
         An lme4/brms formula such as ``"rt ~ 1 + cond + (1 + cond | subject) + (1 | item)"``;
         default the tutorial's ``"y ~ 1 + x + (1 + x | group_id)"`` (see
@@ -89,7 +93,8 @@ def fit(
         them afterwards, seeded by ``random_seed``. With one grouping factor the likelihood
         comes from per-group sums (O(groups) per gradient); with crossed factors the
         factor with the most levels (or ``integrate``) is integrated out and the others'
-        effects are sampled (non-centred), one pass over the rows per gradient.
+        effects are sampled (non-centred), from cross-products of O(levels x levels)
+        numbers (beyond 2e7 of them: one pass over the rows per gradient).
     priors : Priors, optional
         Priors per term (:class:`~lmm_pymc.priors.Priors`); default weakly informative on
         the data's scale (:func:`~lmm_pymc.priors.default_priors`); ``Priors.tutorial()``
@@ -122,7 +127,12 @@ def fit(
     >>> idata.posterior["beta"].sel(fixed_effect="x").mean()  # doctest: +SKIP
     """
     config = SamplerConfig.from_options(sampling, **sampler_options)
-    design = as_design(data, formula)
+    design = as_design(data, formula, integrate=integrate)
+    if pointwise and isinstance(design, GroupedStatistics) and design.crossed is not None:
+        raise ValueError(
+            "pointwise=True needs one grouping factor or the rows, found per-group sums of "
+            f"crossed factors {[f.name for f in design.factors]}; leave pointwise unset"
+        )
     parametrization = resolve_parametrization(design, parametrization)
     priors = default_priors(design) if priors is None else priors
     # what the marginal likelihood integrates, from which sums: once for the model and the
@@ -160,8 +170,9 @@ def _add_pointwise(
         store_data(idata, frame, idata.attrs["formula"])
     n_draws = config.draws * config.chains
     rows = design.n_obs if isinstance(design, Design) else len(design.statistics.n)
-    if pointwise is None:
-        pointwise = n_draws * rows <= POINTWISE_LIMIT
+    crossed_sums = isinstance(design, GroupedStatistics) and design.crossed is not None
+    if pointwise is None:  # crossed factors' sums have no per-group log-likelihood
+        pointwise = n_draws * rows <= POINTWISE_LIMIT and not crossed_sums
     if not pointwise:
         return
     add_log_likelihood(idata, design)

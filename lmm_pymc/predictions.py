@@ -108,6 +108,13 @@ def add_log_likelihood(idata: az.InferenceData, design: Design | GroupedStatisti
 
 def _group_dataset(post: xr.Dataset, grouped: GroupedStatistics) -> xr.Dataset:
     """``y`` (chain, draw, <factor>): each group's marginal log density per draw."""
+    if grouped.crossed is not None:
+        raise ValueError(
+            "a per-group log-likelihood needs one grouping factor, found per-group sums of "
+            f"crossed factors {[f.name for f in grouped.factors]} (the groups of "
+            f"{grouped.factor.name!r} share the other factors' effects); fit the rows for "
+            "pointwise LOO"
+        )
     from .marginal import marginal_loglik_numpy
 
     beta, sigma = _draws(post, "beta"), _draws(post, "sigma")

@@ -207,8 +207,9 @@ def test_schedulers_agree_and_bad_arguments_are_named(tmp_path, frame):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
     with pytest.raises(ValueError, match=r"scheduler must be one of .*found 'gpu'"):
         group_statistics_from_files(tmp_path, scheduler="gpu")
-    with pytest.raises(ValueError, match=r"one grouping factor, found \['group_id', 'x'\]"):
-        group_statistics_from_files(tmp_path, "y ~ 1 + (1 | group_id) + (1 | x)")
+    with pytest.raises(ValueError, match=r"integrate must name a grouping factor among "
+                                         r"\['group_id'\], found 'g'"):
+        group_statistics_from_files(tmp_path, integrate="g")
     with pytest.raises(ValueError, match=r"uses \['scale'\], which depend on all the rows"):
         group_statistics_from_files(tmp_path, "y ~ scale(x) + (1 | group_id)")
 
@@ -350,3 +351,150 @@ def test_a_distributed_cluster_sums_the_blocks(tmp_path, general_frame):
     sums = [t for t in ts.data if str(t["key"]).startswith("sums-")]
     assert len(sums) >= 2 and all(t["worker"] in cluster_workers for t in sums), ts.data[:3]
     _assert_equal(got.statistics, design.grouped_statistics().statistics)
+
+
+# ------------------------------------------------------------------ crossed factors from files
+CROSSED = "rt ~ 1 + x + cond + (1 + x | subject) + (1 | item)"
+
+
+@pytest.fixture(scope="module")
+def crossed_frame() -> pd.DataFrame:
+    """30 subjects x 12 items (each subject sees 8 to 12 items), a two-level text
+    predictor; rows shuffled, so the files' sorted labels differ from the in-memory order
+    of first appearance."""
+    rng = np.random.default_rng(21)
+    rows = [(s, i) for s in range(30) for i in range(12) if (s + i) % 7 or i < 8]
+    subject, item = (np.array(c) for c in zip(*rows, strict=True))
+    x = rng.normal(2.0, 1.0, size=subject.size)
+    rt = (400 + 30 * x + rng.normal(0, 40, 30)[subject] + rng.normal(0, 10, 30)[subject] * x
+          + rng.normal(0, 20, 12)[item] + rng.normal(0, 60, subject.size))  # fmt: skip
+    frame = pd.DataFrame({"subject": [f"s{k:02d}" for k in subject],
+                          "item": [f"i{k:02d}" for k in item], "x": x, "rt": rt,
+                          "cond": rng.choice(["a", "b"], size=subject.size)})  # fmt: skip
+    return frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+
+
+def _crossed_pair(tmp_path, frame, formula, suffix="parquet", **options):
+    """(from files, in memory) as GroupedStatistics with their cross-products, the files'
+    integrated levels put in the in-memory order."""
+    from lmm_pymc.marginal import MarginalPlan
+
+    _write_parts(frame, tmp_path, suffix)
+    design = design_from_formula(formula, frame)
+    plan = MarginalPlan.from_data(design, options.get("integrate"))
+    got = group_statistics_from_files(str(tmp_path / f"*.{suffix}"), formula,
+                                      group_labels=plan.integrated.labels, **options)  # fmt: skip
+    return got, plan, design
+
+
+def _in_sorted_order(plan):
+    """The in-memory cross-products with every sampled factor's levels sorted (the files'
+    order): the columns of D permuted."""
+    cs = plan.crossed
+    order = [np.arange(cs.DtD.shape[0] - sum(o.n_levels * o.q for o in cs.others))]
+    for o in cs.others:
+        block = np.arange(cs.columns(o).start, cs.columns(o).stop).reshape(o.n_levels, o.q)
+        order.append(block[np.argsort(np.array(o.labels, dtype=object))].ravel())
+    order = np.concatenate(order)
+    return cs.DtD[np.ix_(order, order)], cs.K[:, order]
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_crossed_statistics_equal_in_memory(tmp_path, crossed_frame, suffix):
+    """The integrated factor's sums and the cross-products D'D, Z'D equal the in-memory ones
+    (rtol 1e-12: the same products summed in another order); e0'e0 (from sums, not rows:
+    the outcome less its mean, so its cancellation stays at rounding of y's variance) to
+    1e-9 relative."""
+    got, plan, _ = _crossed_pair(tmp_path, crossed_frame, CROSSED, suffix)
+    assert [f.name for f in got.factors] == ["subject", "item"]
+    assert got.factor.name == "subject" and got.crossed.others[0].labels == tuple(
+        sorted(crossed_frame["item"].unique()))  # fmt: skip
+    _assert_equal(got.statistics, plan.grouped.statistics)
+    DtD, K = _in_sorted_order(plan)
+    np.testing.assert_allclose(got.crossed.DtD, DtD, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(got.crossed.K, K, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(got.crossed.e0e0, plan.crossed.e0e0, rtol=1e-9)
+
+
+def _logp_agree(got, design, plan, items_sorted_from_memory):
+    """Log densities of the files' and of the rows' model at 5 random points, the item
+    effects given in each model's own level order."""
+    priors = lmm_pymc.default_priors(design)
+    files_model, rows_model = build_model(got, priors=priors), build_model(design, priors=priors)
+    f_logp, r_logp = files_model.compile_logp(), rows_model.compile_logp()
+    rng = np.random.default_rng(2)
+    values = []
+    for _ in range(5):
+        point = {k: v + rng.normal(0, 0.3, np.shape(v))
+                 for k, v in rows_model.initial_point(random_seed=1).items()}  # fmt: skip
+        mapped = dict(point)
+        for name in [k for k in point if k.startswith("z_")]:  # sampled factors' levels
+            mapped[name] = point[name][items_sorted_from_memory]
+        values.append((f_logp(mapped), r_logp(point)))
+    return np.array(values)
+
+
+def test_crossed_model_from_files_has_the_rows_likelihood(tmp_path, crossed_frame):
+    """The model from the files' cross-products and the model from the rows: the same log
+    density to 1e-10 relative at random points (the sums differ by rounding only), and a
+    changed outcome in one file breaks it."""
+    got, plan, design = _crossed_pair(tmp_path, crossed_frame, CROSSED)
+    order = np.argsort(np.array(plan.crossed.others[0].labels, dtype=object))
+    values = _logp_agree(got, design, plan, order)
+    np.testing.assert_allclose(values[:, 0], values[:, 1], rtol=1e-10)
+    changed = crossed_frame.copy()
+    changed.loc[11, "rt"] += 10.0
+    for path in tmp_path.glob("*.parquet"):
+        path.unlink()
+    wrong, *_ = _crossed_pair(tmp_path, changed, CROSSED)
+    values = _logp_agree(wrong, design, plan, order)
+    # 100 times the tolerance of the agreement above
+    assert np.all(np.abs(values[:, 0] - values[:, 1]) > 1e-8 * np.abs(values[:, 1]))
+
+
+def test_crossed_fit_from_files(tmp_path, crossed_frame):
+    """fit(paths, formula) with crossed factors: both factors' effects drawn (the integrated
+    one exactly, from the cross-products), no pointwise groups; pointwise=True is refused
+    before sampling; integrate= picks the factor."""
+    _write_parts(crossed_frame, tmp_path, "parquet")
+    with pytest.raises(ValueError, match=r"pointwise=True needs one grouping factor or the rows"):
+        lmm_pymc.fit(tmp_path, CROSSED, pointwise=True)
+    idata = lmm_pymc.fit(tmp_path, CROSSED, draws=150, tune=200, chains=2, random_seed=3,
+                         progressbar=False)  # fmt: skip
+    post = idata.posterior
+    assert post["b_subject"].shape == (2, 150, 30, 2) and post["b_item"].shape == (2, 150, 12, 1)
+    assert "log_likelihood" not in idata.groups()
+    assert list(post["fixed_effect"].values) == ["intercept", "x", "cond[b]"]
+    # the intercept lies where lme4-style estimates put it: within 5 posterior sds of OLS
+    ols = np.linalg.lstsq(design_from_formula(CROSSED, crossed_frame).X, crossed_frame["rt"],
+                          rcond=None)[0]  # fmt: skip
+    beta = post["beta"].values.reshape(-1, 3)
+    assert np.all(np.abs(beta.mean(0) - ols) < 5 * beta.std(0)), (beta.mean(0), ols)
+    items = group_statistics_from_files(tmp_path, CROSSED, integrate="item")
+    assert items.factor.name == "item" and items.crossed.others[0].name == "subject"
+    with pytest.raises(ValueError, match=r"integrate must name a grouping factor among "
+                                         r"\['subject', 'item'\], found 'cond'"):
+        group_statistics_from_files(tmp_path, CROSSED, integrate="cond")
+
+
+def test_nested_factors_from_files(tmp_path, crossed_frame):
+    """(1 | subject/cond): the nested factor subject:cond is coded from the joined labels,
+    as in memory (same statistics, tolerance as above)."""
+    formula = "rt ~ 1 + x + (1 | subject/cond)"
+    got, plan, _ = _crossed_pair(tmp_path, crossed_frame, formula)
+    assert {f.name for f in got.factors} == {"subject", "subject:cond"}
+    assert got.factor.name == "subject:cond"
+    _assert_equal(got.statistics, plan.grouped.statistics)
+    DtD, K = _in_sorted_order(plan)
+    np.testing.assert_allclose(got.crossed.K, K, rtol=1e-12, atol=1e-9)
+
+
+def test_crossed_cross_products_beyond_the_limit_are_refused(tmp_path, crossed_frame,
+                                                             monkeypatch):  # fmt: skip
+    from lmm_pymc.bigdata import crossed
+
+    _write_parts(crossed_frame, tmp_path, "parquet")
+    monkeypatch.setattr(crossed, "FILE_CROSS_PRODUCT_LIMIT", 100)
+    with pytest.raises(ValueError, match=r"integrating out 'subject' needs a 60 x 15 "
+                                         r"cross-product matrix \(900 numbers\)"):
+        group_statistics_from_files(tmp_path, CROSSED)

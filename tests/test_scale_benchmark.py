@@ -90,12 +90,14 @@ def test_registry_summary_and_markdown(tmp_path):
                    "settings": {"rows": 600, "groups": 6, "files": 2}, "fit_options": {},
                    "data_dir": str(tmp_path), "data_mb": 0.1, "repeats": records,
                    "summary": summary,
-                   "targets": {**scale_report.TARGETS, "end_to_end_met": True,
-                               "peak_rss_met": True}}],
+                   "targets": scale_report.targets("single", {}, summary)}],
     }  # fmt: skip
     text = scale_report.markdown(report)
     assert "| end to end (statistics + fit) | 7.5 | 6.5, 8.5, 7.5 |" in text
-    assert "Targets: end to end <= 60 s: yes" in text
+    assert "Targets (medians): end to end, s <= 60: 7.5 (met); peak memory, MB <= 4000: 300" in text
+    assert scale_report.targets("single", {"quick": True}, summary) is None
+    slow = scale_report.targets("crossed_files", {}, {**summary, "end_to_end_s": 400.0})
+    assert [t["met"] for t in slow] == [False, True, False]  # 400 s > 300 s; ESS 902 < 1000
 
 
 def test_bad_sizes_are_named():
@@ -103,3 +105,24 @@ def test_bad_sizes_are_named():
         scale.main(["--rows", "100", "--groups", "1000", "--out", "/dev/null/x"])
     with pytest.raises(SystemExit):  # argparse: not a positive whole number
         scale._parser().parse_args(["--rows", "1.5"])
+
+
+@pytest.mark.parametrize("name", ["general", "crossed_files"])
+def test_formula_cases_write_what_their_formula_reads(tmp_path, name):
+    """The files of the designs beyond the tutorial's formula: every column the formula
+    reads, and truth rows naming the model's own parameters (fixed effects by their
+    design names, sds by term)."""
+    import pandas as pd
+
+    from lmm_pymc import design_from_formula
+
+    case = CASES[name]
+    directory = scale.ensure_data(case, tmp_path, 3_000, 30, 2, 1)
+    frame = pd.read_parquet(directory)
+    assert len(frame) == 3_000 and len(list(directory.glob("*.parquet"))) == 2
+    design = design_from_formula(case.formula, frame)
+    meta = json.loads((directory / "_meta.json").read_text())
+    fixed = {n[len("beta["):-1] for n, var, *_ in meta["truth"] if var == "beta"}
+    assert fixed == set(design.fixed_names)
+    terms = {sel["random_effect"] for _, var, sel, _ in meta["truth"] if var == "sigs"}
+    assert terms == set(design.terms)

@@ -17,6 +17,10 @@ effects) from CSV or Parquet files:
 Memory holds a few blocks and a few ``J x (p + q + 1)^2`` tables, whatever the number of
 rows. The result fits like rows in memory: ``lmm_pymc.fit(stats)`` (``marginal``, exact
 draws of the random effects afterwards).
+
+Crossed and nested factors (``(1 + x | subject) + (1 | item)``, ``(1 | a/b)``) add a pass
+over the grouping columns (every factor's levels) and, per block, the cross-products of the
+integrated factor with the sampled factors' levels (:mod:`lmm_pymc.bigdata.crossed`).
 """
 
 from __future__ import annotations
@@ -27,8 +31,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+import pandas as pd
+
 from ..design import GroupedStatistics
 from ..errors import require
+from ..formula import grouping_column
+from . import crossed
 from .coding import BlockCoding
 from .files import check_files, checked_format, open_frame, resolve_paths
 
@@ -93,18 +101,63 @@ def _raised_here(err: BaseException) -> bool:
     return tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_ROOT)
 
 
-def _sums(dask, frame, formula: str, scheduler):
-    """``(coding, summed table, counts)``: the coding fixed on a template, then one pass over
-    the blocks (each to its per-group sums) and a tree of additions."""
-    coding = BlockCoding.from_template(formula, _template(dask, frame, formula, scheduler))
-    frame = frame[list(coding.columns)]  # only these columns are read from the files
-    # one pass over the data: every block to its per-group sums, then a tree of additions
-    level = [dask.delayed(coding.sums)(block) for block in frame.to_delayed()]
+def _reduce(dask, blocks: list, add, scheduler):
+    """The sum of ``blocks`` (delayed), added in a tree of ``add`` calls."""
+    level = blocks
     while len(level) > 1:
-        level = [dask.delayed(_add_tables)(*level[i : i + _FAN_IN])
-                 for i in range(0, len(level), _FAN_IN)]  # fmt: skip
-    ((table, counts),) = dask.compute(level[0], scheduler=scheduler)
-    return coding, table, counts
+        level = [dask.delayed(add)(*level[i : i + _FAN_IN]) for i in range(0, len(level), _FAN_IN)]
+    (result,) = dask.compute(level[0], scheduler=scheduler)
+    return result
+
+
+def _block_labels(block, groups: tuple[str, ...]) -> list:
+    """The distinct labels of each grouping factor in a block."""
+    return [grouping_column(block, g).dropna().unique() for g in groups]
+
+
+def _union_labels(*parts: list) -> list:
+    return [pd.unique(np.concatenate(found)) for found in zip(*parts, strict=True)]
+
+
+def _levels(dask, frame, coding: BlockCoding, scheduler) -> list:
+    """Every grouping factor's labels in all the files, sorted (one pass over the grouping
+    columns alone)."""
+    columns = sorted({c for g in coding.groups for c in g.split(":")})
+    blocks = [dask.delayed(_block_labels)(b, coding.groups) for b in frame[columns].to_delayed()]
+    found = _reduce(dask, blocks, _union_labels, scheduler)
+    out = []
+    for labels in found:
+        try:
+            out.append(pd.Index(labels).sort_values())
+        except TypeError:  # labels of mixed types: sorted by their text
+            out.append(pd.Index(sorted(labels, key=str)))
+    return out
+
+
+def _sums(dask, frame, formula: str, scheduler, integrate: str | None):
+    """The statistics of the files: the coding fixed on a template, then one pass over the
+    blocks (each to its sums) and a tree of additions; with crossed factors the levels of
+    every factor first (:mod:`lmm_pymc.bigdata.crossed`)."""
+    template = _template(dask, frame, formula, scheduler)
+    coding = BlockCoding.from_template(formula, template)
+    frame = frame[list(coding.columns)]  # only these columns are read from the files
+    if len(coding.terms) == 1:
+        if integrate is not None and integrate != coding.groups[0]:
+            raise ValueError(
+                f"integrate must name a grouping factor among {list(coding.groups)}, found "
+                f"{integrate!r}"
+            )
+        blocks = [dask.delayed(coding.sums)(block) for block in frame.to_delayed()]
+        table, counts = _reduce(dask, blocks, _add_tables, scheduler)
+        coding.check_counts(counts)
+        return coding.grouped(table.sort_index())
+    layout = crossed.CrossedLayout(coding, _levels(dask, frame, coding, scheduler), integrate)
+    # the outcome less its mean in the first rows, where an intercept column can carry it
+    shift = float(template[coding.response].mean()) if "intercept" in coding.fixed_names else 0.0
+    blocks = [dask.delayed(crossed.block_sums)(b, layout, shift) for b in frame.to_delayed()]
+    sums, counts = _reduce(dask, blocks, crossed.add_sums, scheduler)
+    coding.check_counts(counts)
+    return crossed.statistics(layout, sums, shift)
 
 
 def group_statistics_from_files(
@@ -115,6 +168,7 @@ def group_statistics_from_files(
     blocksize: str | int = "64MB",
     group_labels: Sequence[object] | None = None,
     scheduler: str | None = None,
+    integrate: str | None = None,
 ) -> GroupedStatistics:
     """Per-group sufficient statistics of CSV or Parquet files for ``formula``, with
     dask.dataframe (module docstring).
@@ -124,33 +178,43 @@ def group_statistics_from_files(
     paths : path, glob pattern, or sequence of them
         CSV files, Parquet files or a Parquet data set directory.
     formula : str, optional
-        An lme4/brms formula with one grouping factor, e.g. ``"score ~ 1 + week * cond +
-        (1 + week | school)"``; default the tutorial's ``"y ~ 1 + x + (1 + x | group_id)"``.
-        Transforms learnt from all the rows (``scale``, ``center``) are refused.
+        An lme4/brms formula, e.g. ``"score ~ 1 + week * cond + (1 + week | school)"`` or
+        with crossed factors ``"rt ~ x + (1 + x | subject) + (1 | item)"``; default the
+        tutorial's ``"y ~ 1 + x + (1 + x | group_id)"``. Transforms learnt from all the
+        rows (``scale``, ``center``) are refused.
     file_format : {"csv", "parquet"}, optional
         Inferred from the file names when not given.
     blocksize : str or int
         Bytes per CSV block read at a time (Parquet is read by row group).
     group_labels : sequence, optional
-        Order of the groups in the result (e.g. ``design.factors[0].labels``, order of first
-        appearance); default: labels sorted.
+        Order of the (integrated factor's) groups in the result (e.g.
+        ``design.factors[0].labels``, order of first appearance); default: labels sorted.
+        The other factors' levels are sorted.
     scheduler : str, optional
         Dask scheduler of the pass over the data (``"threads"``, ``"processes"``,
         ``"synchronous"``); default Dask's own: threads in this process, or the
         ``dask.distributed`` client in use.
+    integrate : str, optional
+        With crossed factors: the factor whose effects ``marginal`` integrates out, whose
+        per-group sums these are (default: the one with the most levels); the sums add its
+        cross-products with the other factors' levels
+        (:class:`~lmm_pymc.marginal.CrossedStatistics`, in ``crossed``).
 
     Returns
     -------
     GroupedStatistics
         Equal to ``design_from_formula(formula, all rows).grouped_statistics()`` for the
-        same order of groups, up to floating-point summation order.
+        same order of groups, up to floating-point summation order; with crossed factors,
+        the integrated factor's sums and ``crossed``, which give the same likelihood as
+        the rows.
 
     Raises
     ------
     ValueError
         On a missing column, a non-numeric outcome, non-finite values or missing group
-        labels (naming the column and the count), fewer than two groups, or a formula with
-        other than one grouping factor.
+        labels (naming the column and the count), fewer than two groups, or crossed factors
+        whose cross-products would exceed
+        :data:`~lmm_pymc.bigdata.crossed.FILE_CROSS_PRODUCT_LIMIT` numbers.
 
     Examples
     --------
@@ -169,7 +233,7 @@ def group_statistics_from_files(
     check_files(resolved, fmt)
     frame = open_frame(dd, resolved, fmt, blocksize)
     try:
-        coding, table, counts = _sums(dask, frame, formula, scheduler)
+        result = _sums(dask, frame, formula, scheduler, integrate)
     except (ValueError, TypeError) as err:
         if _raised_here(err):  # the package's own errors pass unchanged
             raise
@@ -178,6 +242,4 @@ def group_statistics_from_files(
             f"reading the files {resolved} failed: {type(err).__name__}: "
             f"{' '.join(str(err).split())[:400]}"
         ) from None
-    coding.check_counts(counts)
-    result = coding.grouped(table.sort_index())
     return result if group_labels is None else result.reorder(group_labels)

@@ -52,21 +52,23 @@ def random_effects_draws(
     ----------
     posterior : xarray.Dataset
         Needs ``beta``, ``sigma`` and ``chol_cov_<key>`` (or ``sigs_<key>``), with dims
-        ``(chain, draw, ...)``; with ``design``, also every other factor's ``b_<key>``.
+        ``(chain, draw, ...)``; with crossed factors, also every other factor's ``b_<key>``.
     grouped : GroupedStatistics
-        The integrated factor's statistics and names (with ``design``: its ``n`` and
-        ``Z'Z`` are used; its ``Z'r`` comes from the rows).
+        The integrated factor's statistics and names (with crossed factors its ``n`` and
+        ``Z'Z`` are used; its ``Z'r`` comes from ``crossed`` or the rows); its own
+        ``crossed`` is used when ``crossed`` is not given.
     seed : int, numpy Generator or None
         Source of the normal draws; the same seed gives the same random effects.
     chunk_elements : int
         Draws x groups (with ``design``: draws x rows) processed at once (bounds the
         temporary memory).
     design : Design, optional
-        For crossed factors (:func:`residual_marginal_loglik`): the rows, whose residual
-        ``y - X beta - sum_f Z_f b_f`` over the other factors gives each draw's ``Z'r``.
+        For crossed factors without ``crossed`` (:func:`residual_marginal_loglik`): the
+        rows, whose residual ``y - X beta - sum_f Z_f b_f`` over the other factors gives
+        each draw's ``Z'r``.
     crossed : CrossedStatistics, optional
-        With ``design``: its cross-products, which give each draw's ``Z'r`` without a pass
-        over the rows (:func:`crossed_statistics`).
+        For crossed factors: the cross-products, which give each draw's ``Z'r`` without a
+        pass over the rows (:func:`crossed_statistics`, or sums from files).
 
     Returns
     -------
@@ -89,7 +91,11 @@ def random_effects_draws(
     L_all = _cholesky_draws(posterior, f.key, q)  # (S, q, q)
     S = beta_all.shape[0]
     out = np.empty((S, J, q))
-    if design is None:
+    crossed = grouped.crossed if crossed is None else crossed
+    if crossed is not None:
+        step = max(1, chunk_elements // (J * q))
+        z_r = _crossed_z_r(posterior, crossed.others, f, beta_all, crossed, None)
+    elif design is None:
         step = max(1, chunk_elements // J)
 
         def z_r(sl: slice) -> np.ndarray:  # (s, J, q) = Z'y - (X'Z)' beta, one BLAS product each
@@ -99,7 +105,7 @@ def random_effects_draws(
             )
     else:
         step = max(1, chunk_elements // max(design.n_obs, 1))
-        z_r = _crossed_z_r(posterior, design, f, beta_all, crossed)
+        z_r = _crossed_z_r(posterior, design.factors, f, beta_all, None, design)
     ZtZ = [[stats.ZtZ[None, :, k, m] for m in range(q)] for k in range(q)]  # (1, J) each
     for start in range(0, S, step):
         sl = slice(start, min(S, start + step))
@@ -153,16 +159,18 @@ def _conditional_draws(
 
 def _crossed_z_r(
     posterior: xr.Dataset,
-    design: Design,
+    factors,
     f,
     beta_all: np.ndarray,
     cs: CrossedStatistics | None,
+    design: Design | None,
 ):
     """``z_r(draws)`` -> (s, J, q): the integrated factor ``f``'s per-group ``Z'r`` of each
-    draw's residual ``y - X beta - sum_other Z_o b_o[g_o]``."""
+    draw's residual ``y - X beta - sum_other Z_o b_o[g_o]``, from the cross-products ``cs``
+    or else from the rows of ``design``."""
     from scipy import sparse
 
-    others = [o for o in design.factors if o.name != f.name]
+    others = [o for o in factors if o.name != f.name]
     missing = [f"b_{o.key}" for o in others if f"b_{o.key}" not in posterior]
     if missing:
         raise ValueError(

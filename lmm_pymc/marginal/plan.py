@@ -61,9 +61,14 @@ class MarginalPlan:
     ) -> MarginalPlan:
         """The plan of ``data`` (a design with outcome or per-group sums), integrating out
         ``integrate`` (default: the factor with the most levels)."""
+        if isinstance(data, GroupedStatistics):  # the sums were made for data.factor
+            if integrate is not None and integrate != data.factor.name:
+                raise ValueError(
+                    f"integrate must be {data.factor.name!r}, the factor the per-group sums "
+                    f"were made for, found {integrate!r}; make the sums for {integrate!r}"
+                )
+            return cls(grouped=data, factors=data.factors, crossed=data.crossed)
         factor = integrated_factor(data, integrate)
-        if isinstance(data, GroupedStatistics):
-            return cls(grouped=data, factors=data.factors)
         if len(data.factors) == 1:
             return cls(grouped=data.grouped_statistics(), factors=data.factors)
         stats = GroupStatistics.from_rows(data.X, factor.Z, data.y, factor.index, factor.n_levels)

@@ -4,13 +4,20 @@ well-conditioned constants and a crossed design's cross-products (the maths:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..design import Design, GroupingFactor, GroupStatistics
 
-__all__ = ["CROSS_PRODUCT_LIMIT", "CrossedStatistics", "crossed_statistics", "stable_constants"]
+__all__ = [
+    "CROSS_PRODUCT_LIMIT",
+    "CrossedStatistics",
+    "block_design",
+    "crossed_statistics",
+    "stable_constants",
+]
 
 
 def stable_constants(stats: GroupStatistics) -> dict[str, np.ndarray]:
@@ -78,7 +85,8 @@ class CrossedStatistics:
         Z_j'r_j    = Z_j'e0_j - (Z'D)_j delta
 
     ``Z'D`` (``K``, (J q, P)) is dense: one gradient costs O(J q P + P^2) and no array has
-    the number of rows.
+    the number of rows. ``position`` is the integrated factor's place among the formula's
+    factors (:attr:`factors`).
     """
 
     factor: GroupingFactor
@@ -91,6 +99,66 @@ class CrossedStatistics:
     DtD: np.ndarray  # (P, P)
     Zte0: np.ndarray  # (J, q)
     K: np.ndarray  # (J q, P)
+    position: int = 0
+
+    @classmethod
+    def from_sums(
+        cls,
+        factor: GroupingFactor,
+        others: tuple[GroupingFactor, ...],
+        sums: dict[str, np.ndarray],
+        *,
+        shift: np.ndarray | None = None,
+        position: int = 0,
+    ) -> CrossedStatistics:
+        """The cross-products from sums over the rows (e.g. added up block by block):
+        ``n``, ``ZtZ`` of ``factor`` and ``DtD``, ``Dty``, ``yty``, ``ZtD`` (J q, P),
+        ``Zty`` (J q,) of an outcome ``y - D shift`` (``shift`` (P,), default 0).
+
+        ``e0 = y - D theta0`` is not summed row by row here: its sums follow from the
+        others (``e0'e0 = y'y - 2 theta0'D'y + theta0'D'D theta0``), which cancel to the
+        order of ``e0'e0``; a ``shift`` that takes the outcome's mean out (an intercept
+        column times the mean) keeps that cancellation to the order of rounding of
+        ``y``'s variance."""
+        DtD, Dty, K = sums["DtD"], sums["Dty"], sums["ZtD"]
+        theta = np.linalg.lstsq(DtD, Dty, rcond=None)[0]
+        e0e0 = float(sums["yty"] - 2.0 * theta @ Dty + theta @ DtD @ theta)
+        return cls(
+            factor=factor, others=others, n=sums["n"], ZtZ=sums["ZtZ"],
+            theta0=theta if shift is None else theta + shift, e0e0=max(e0e0, 0.0),
+            Dte0=Dty - DtD @ theta, DtD=DtD,
+            Zte0=(sums["Zty"] - K @ theta).reshape(factor.n_levels, factor.q), K=K,
+            position=position,
+        )  # fmt: skip
+
+    @property
+    def factors(self) -> tuple[GroupingFactor, ...]:
+        """Every grouping factor, in the formula's order."""
+        k = self.position
+        return (*self.others[:k], self.factor, *self.others[k:])
+
+    def take(self, order: np.ndarray, factor: GroupingFactor) -> CrossedStatistics:
+        """The same cross-products with the integrated factor's levels at positions
+        ``order`` (now ``factor``)."""
+        q = self.factor.q
+        rows = (np.asarray(order)[:, None] * q + np.arange(q)[None, :]).ravel()
+        return dataclasses.replace(
+            self, factor=factor, n=self.n[order], ZtZ=self.ZtZ[order], Zte0=self.Zte0[order],
+            K=self.K[rows],
+        )  # fmt: skip
+
+    def columns(self, factor: GroupingFactor) -> slice:
+        """The columns of ``D`` (and of ``theta``) of a sampled ``factor``: its levels'
+        effects, level by level."""
+        start = self.DtD.shape[0] - sum(o.n_levels * o.q for o in self.others)
+        for o in self.others:
+            if o.name == factor.name:
+                return slice(start, start + o.n_levels * o.q)
+            start += o.n_levels * o.q
+        raise ValueError(
+            f"factor must be one of the sampled factors {[o.name for o in self.others]}, "
+            f"found {factor.name!r}"
+        )
 
     def theta(self, beta: np.ndarray, b_others: list[np.ndarray]) -> np.ndarray:
         """(S, P) ``theta`` of draws: ``beta`` (S, p) and each sampled ``b_o`` (S, J_o, q_o)."""
@@ -98,7 +166,7 @@ class CrossedStatistics:
         return np.concatenate([beta, *(b.reshape(S, -1) for b in b_others)], axis=1)
 
 
-def _block_design(index: np.ndarray, Z: np.ndarray, n_levels: int):
+def block_design(index: np.ndarray, Z: np.ndarray, n_levels: int):
     """Sparse (N, J q) design of one factor: row i has ``Z[i]`` in the columns of its level."""
     from scipy import sparse
 
@@ -118,14 +186,14 @@ def crossed_statistics(design: Design, factor: GroupingFactor) -> CrossedStatist
     if factor.n_levels * factor.q * P > CROSS_PRODUCT_LIMIT:
         return None
     D = sparse.hstack(
-        [sparse.csr_matrix(design.X), *(_block_design(f.index, f.Z, f.n_levels) for f in others)]
+        [sparse.csr_matrix(design.X), *(block_design(f.index, f.Z, f.n_levels) for f in others)]
     ).tocsr()
     y = design.y
     DtD = np.asarray((D.T @ D).todense())
     # a least-squares point (D is rank deficient: the intercept and every level's intercept)
     theta0 = np.linalg.lstsq(DtD, D.T @ y, rcond=None)[0]
     e0 = y - D @ theta0
-    Za = _block_design(factor.index, factor.Z, factor.n_levels)
+    Za = block_design(factor.index, factor.Z, factor.n_levels)
     stats = GroupStatistics.from_rows(design.X, factor.Z, y, factor.index, factor.n_levels)
     return CrossedStatistics(
         factor=factor,
@@ -138,4 +206,5 @@ def crossed_statistics(design: Design, factor: GroupingFactor) -> CrossedStatist
         DtD=DtD,
         Zte0=np.asarray(Za.T @ e0).reshape(factor.n_levels, factor.q),
         K=np.asarray((Za.T @ D).todense()),
+        position=[f.name for f in design.factors].index(factor.name),
     )

@@ -28,12 +28,23 @@ def _moments(data) -> tuple[float, float, np.ndarray, np.ndarray, list]:
             )
         s, i = data.statistics, data.fixed_names.index("intercept")
         n = float(np.sum(s.n))
-        zs = [(s.XtZ[:, i, :].sum(0) / n, np.einsum("jkk->k", s.ZtZ) / n)]
+        zs = [_sampled_moments(data.crossed, f, i, n) if f.name != data.factor.name
+              else (s.XtZ[:, i, :].sum(0) / n, np.einsum("jkk->k", s.ZtZ) / n)
+              for f in data.factors]  # fmt: skip
         m_x, q_x = s.XtX[:, i, :].sum(0) / n, np.einsum("jkk->k", s.XtX) / n
         return float(np.sum(s.Xty[:, i])) / n, float(np.sum(s.yty)) / n, m_x, q_x, zs
     y, X = data.y, data.X
     zs = [(f.Z.mean(0), (f.Z**2).mean(0)) for f in data.factors]
     return float(y.mean()), float((y**2).mean()), X.mean(0), (X**2).mean(0), zs
+
+
+def _sampled_moments(crossed, factor, intercept: int, n: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and mean square of a sampled factor's effect columns, from the cross-products
+    ``D'D`` of crossed factors' sums (its row ``intercept`` sums every column of ``D``)."""
+    cols = crossed.columns(factor)
+    sums = crossed.DtD[intercept, cols].reshape(factor.n_levels, factor.q).sum(0)
+    squares = np.diagonal(crossed.DtD)[cols].reshape(factor.n_levels, factor.q).sum(0)
+    return sums / n, squares / n
 
 
 def _spread(mean: np.ndarray, second: np.ndarray) -> np.ndarray:
