@@ -59,7 +59,9 @@ def test_free_variables(labelled_sim, parametrization, free):
 
 
 def test_default_parametrization_follows_the_factors(labelled_sim, crossed_design):
-    assert [v.name for v in build_model(labelled_sim.design).free_RVs][-1] == "chol_cov_group_id"
+    # marginal: no random effect sampled (beta last: the rest of the sampled vector)
+    assert [v.name for v in build_model(labelled_sim.design).free_RVs] == [
+        "sigma", "chol_cov_group_id", "beta"]
     # crossed: the factor with the most levels (6 subjects) integrated out, the 4 items'
     # effects sampled (non-centred: 6 rows per item)
     free = [v.name for v in build_model(crossed_design).free_RVs]
@@ -182,19 +184,25 @@ def test_priors_reach_the_model(tutorial_sim):
 
 def test_model_inputs_are_packed(tutorial_sim, crossed_design):
     """The marginal models take their numbers as a few packed pm.Data (nutpie compiles
-    extraction code per input): every hyperparameter in ``prior_values``, the per-group
-    columns as rows of ``stat_columns``; crossed: the group table, Z'D and the P-sized
-    cross-products."""
+    extraction code per input): every hyperparameter but beta's in ``prior_values``,
+    beta's as the rows of ``prior_beta`` (no slice depends on p), the per-group columns as
+    rows of ``stat_columns``, the p-sized numbers as two matrices (``stat_E``: E per
+    (effect, group) row; ``stat_totals``: the quadratic form in beta summed over groups);
+    crossed: the group table, Z'D and the P-sized cross-products."""
     single = build_model(tutorial_sim.design, "marginal", priors=Priors.tutorial())
-    assert sorted(v.name for v in single.data_vars) == ["prior_values", "stat_columns"]
-    # Priors.tutorial(): beta ~ Normal(0, 10) (mu, sigma per coefficient), sigma and both
-    # sigs ~ HalfNormal(0, 5): 2 + 2 + 1 + 2 entries
-    values = single["prior_values"].get_value()
-    np.testing.assert_array_equal(values, [0.0, 0.0, 10.0, 10.0, 5.0, 5.0, 5.0])
-    assert single["stat_columns"].get_value().shape[1] == tutorial_sim.design.factors[0].n_levels
+    assert sorted(v.name for v in single.data_vars) == [
+        "prior_beta", "prior_values", "stat_E", "stat_columns", "stat_totals"]  # fmt: skip
+    # Priors.tutorial(): sigma and both sigs ~ HalfNormal(0, 5); beta ~ Normal(0, 10):
+    # rows mu, sigma, one column per coefficient
+    np.testing.assert_array_equal(single["prior_values"].get_value(), [5.0, 5.0, 5.0])
+    np.testing.assert_array_equal(single["prior_beta"].get_value(), [[0.0, 0.0], [10.0, 10.0]])
+    J, (p, q) = tutorial_sim.design.factors[0].n_levels, (2, 2)
+    assert single["stat_columns"].get_value().shape[1] == J
+    assert single["stat_E"].get_value().shape == (q * J, p)
+    assert single["stat_totals"].get_value().shape == (p + 1, p)
     crossed = build_model(crossed_design, "marginal")
     assert sorted(v.name for v in crossed.data_vars) == [
-        "prior_values", "stat_ZtD", "stat_groups", "stat_products"]  # fmt: skip
+        "prior_beta", "prior_values", "stat_ZtD", "stat_groups", "stat_products"]  # fmt: skip
 
 
 def test_packed_input_slices_give_back_each_value():
