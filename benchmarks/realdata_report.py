@@ -54,7 +54,7 @@ def _header(report: dict) -> list[str]:
     return [
         "# Real-data suite: lmm_pymc.fit beside lme4's REML fits",
         "",
-        f"Command: `{report['command']}`",
+        f"Command: `{report['command'].strip()}`",
         "",
         f"Machine: {m['processor']}, {m['cpus']} CPU(s) available ({m['cpu_count']} on the "
         f"machine), Python {m['python']}; load average at the start {m['load_start']}, at the "
@@ -82,7 +82,7 @@ def _row(record: dict, reference: dict) -> str:
         return md_row([*lead, *["-"] * 7, fmt_number(reference["lme4_fit_s"], 2), _met(record)])
     return md_row([
         *lead, fmt_number(record["first_fit_s"]), fmt_number(record["sampling_s"]),
-        f"{record['min_ess_bulk']:,.0f}", f"{record['max_r_hat']:.3f}", record["divergences"],
+        f"{record['min_ess_bulk']:,.0f}", f"{record['max_r_hat']:.4f}", record["divergences"],
         f"{record['max_abs_z']:.2f}", fmt_number(record["steps_per_draw"]),
         fmt_number(reference["lme4_fit_s"], 2), _met(record),
     ])  # fmt: skip
@@ -107,7 +107,7 @@ def _misses(report: dict) -> list[str]:
         if not met["divergences"]:
             where.append(f"{r['divergences']} divergences")
         if not met["r_hat"]:
-            where.append(f"r_hat {r['max_r_hat']:.3f} at `{r['max_r_hat_at']}`")
+            where.append(f"r_hat {r['max_r_hat']:.4f} at `{r['max_r_hat_at']}`")
         if not met["ess"]:
             where.append(f"bulk ESS {r['min_ess_bulk']:.0f} at `{r['min_ess_bulk_at']}`")
         if not met["z"]:
