@@ -282,12 +282,17 @@ def residual_marginal_loglik(
 SPARSE_SHARE = 0.1
 
 
+def _dense(A: np.ndarray) -> bool:
+    """Whether ``A`` enters the graph whole (more than :data:`SPARSE_SHARE` nonzero)."""
+    return bool(np.count_nonzero(A) > SPARSE_SHARE * A.size)
+
+
 def _matvec(make: ColumnInput, name: str, A: np.ndarray, x: pt.TensorVariable):
     """``A @ x`` for a constant (n, P) matrix ``A``: from its nonzero entries (a table of
     rows, columns and values) when sparse, else a dense product."""
-    rows, cols = np.nonzero(A)
-    if rows.size > SPARSE_SHARE * A.size:
+    if _dense(A):
         return pt.dot(make(name, A), x)
+    rows, cols = np.nonzero(A)
     T = pt.as_tensor(make(f"{name}_entries", np.column_stack([rows, cols, A[rows, cols]])))
     r, c = T[:, 0].astype("int64"), T[:, 1].astype("int64")
     return pt.inc_subtensor(pt.zeros(A.shape[0])[r], T[:, 2] * x[c])
@@ -317,14 +322,17 @@ def crossed_marginal_loglik(
     T = pt.as_tensor(make("groups", table))
     first = 1 + len(nonzero)  # the column of Z'e0 of the first effect
     theta = pt.concatenate([pt.as_tensor(beta), *(pt.as_tensor(b).flatten() for b in b_others)])
-    # the (P,)-sized numbers in one (3, P) input: D'e0, theta0 and e0'e0 (first entry of the
-    # last row)
+    # the (P,)-sized numbers in one input, rows contiguous: D'D when dense (else its entries
+    # apart), D'e0, theta0 and e0'e0 (first entry of the last row)
     P = cs.theta0.size
     last = np.zeros(P)
     last[0] = cs.e0e0
-    M = pt.as_tensor(make("products", np.vstack([cs.Dte0, cs.theta0, last])))
-    delta = theta - M[1]
-    rr = M[2, 0] - 2.0 * pt.dot(delta, M[0]) + pt.dot(delta, _matvec(make, "DtD", cs.DtD, delta))
+    dense = _dense(cs.DtD)
+    M = pt.as_tensor(make("products", np.vstack([cs.DtD] * dense + [cs.Dte0, cs.theta0, last])))
+    k = P * dense  # the row of D'e0
+    delta = theta - M[k + 1]
+    DtD_delta = pt.dot(M[:P], delta) if dense else _matvec(make, "DtD", cs.DtD, delta)
+    rr = M[k + 2, 0] - 2.0 * pt.dot(delta, M[k]) + pt.dot(delta, DtD_delta)
     Kd = _matvec(make, "ZtD", cs.K, delta).reshape((-1, q))  # rows (level, effect)
     Zr = [T[:, first + k] - Kd[:, k] for k in range(q)]
     G = [[T[:, 1 + nonzero.index((i, k))] if (i, k) in nonzero else 0.0 for k in range(q)]
