@@ -59,9 +59,13 @@ def test_free_variables(labelled_sim, parametrization, free):
 
 def test_default_parametrization_follows_the_factors(labelled_sim, crossed_design):
     assert [v.name for v in build_model(labelled_sim.design).free_RVs][-1] == "chol_cov_group_id"
-    # crossed: the factor with the most levels (6 subjects) integrated out, the 4 items'
-    # effects sampled (non-centred: 6 rows per item)
+    # crossed, 6 x 2 + 4 x 2 = 20 effects: every factor's integrated out together
     free = [v.name for v in build_model(crossed_design).free_RVs]
+    assert "chol_cov_item" in free and "chol_cov_subject" in free
+    assert not any(name.startswith("z_") for name in free)
+    # integrate=: that factor (6 subjects) integrated out, the 4 items' effects sampled
+    # (non-centred: 6 rows per item)
+    free = [v.name for v in build_model(crossed_design, integrate="subject").free_RVs]
     assert "z_item" in free and "z_subject" not in free and "chol_cov_subject" in free
 
 
@@ -191,9 +195,12 @@ def test_model_inputs_are_packed(tutorial_sim, crossed_design):
     values = single["prior_values"].get_value()
     np.testing.assert_array_equal(values, [0.0, 0.0, 10.0, 10.0, 5.0, 5.0, 5.0])
     assert single["stat_columns"].get_value().shape[1] == tutorial_sim.design.factors[0].n_levels
-    crossed = build_model(crossed_design, "marginal")
+    crossed = build_model(crossed_design, "marginal", integrate="subject")
     assert sorted(v.name for v in crossed.data_vars) == [
         "prior_values", "stat_ZtD", "stat_groups", "stat_products"]  # fmt: skip
+    joint = build_model(crossed_design, "marginal")  # every factor's effects integrated out
+    assert sorted(v.name for v in joint.data_vars) == [
+        "prior_values", "stat_joint_effects", "stat_joint_fixed"]  # fmt: skip
 
 
 def test_packed_input_slices_give_back_each_value():
