@@ -524,15 +524,19 @@ def _crossed_model_values(sim, seed: int):
     return beta, float(sigma), L @ L.T, b_item, float(loglik)
 
 
-@pytest.mark.parametrize("limit", [None, 0], ids=["cross-products", "rows"])
-def test_crossed_loglik_equals_dense_evaluation(crossed_sim, limit, monkeypatch):
+@pytest.mark.parametrize("limit, share", [(None, None), (None, 1.0), (0, None)],
+                         ids=["cross-products", "cross-product entries", "rows"])
+def test_crossed_loglik_equals_dense_evaluation(crossed_sim, limit, share, monkeypatch):
     """The model's partly integrated likelihood equals the dense N x N Gaussian of the same
-    model at random points, from the cross-products and (CROSS_PRODUCT_LIMIT = 0) from one
+    model at random points, from the cross-products (dense, and as their nonzero entries:
+    SPARSE_SHARE = 1 sends every matrix that way) and (CROSS_PRODUCT_LIMIT = 0) from one
     pass over the rows. Tolerance 1e-9 relative: both are float64 sums of ~50 terms of
     size ~100, with a Cholesky factorisation of at most a 2 x 2 (fast) or 43 x 43 (dense)
     matrix; their rounding differs by ~1e-13."""
     if limit is not None:
         monkeypatch.setattr(lmm_pymc.marginal.statistics, "CROSS_PRODUCT_LIMIT", limit)
+    if share is not None:
+        monkeypatch.setattr(lmm_pymc.marginal.graph, "SPARSE_SHARE", share)
     design = crossed_sim.design
     assert [f.name for f in design.factors] == ["subject", "item"]
     for seed in range(4):

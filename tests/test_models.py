@@ -11,6 +11,7 @@ import pymc as pm
 import pytest
 import scipy.stats as st
 
+import lmm_pymc
 from lmm_pymc import PARAMETRIZATIONS, Priors, build_model, design_from_formula, simulate, tutorial
 
 SHARED = {
@@ -183,7 +184,7 @@ def test_priors_reach_the_model(tutorial_sim):
     assert a["sigs_group_id"] == b["sigs_group_id"] and a["y"] == b["y"]
 
 
-def test_model_inputs_are_packed(tutorial_sim, crossed_design):
+def test_model_inputs_are_packed(tutorial_sim, crossed_design, monkeypatch):
     """The marginal models take their numbers as a few packed pm.Data (nutpie compiles
     extraction code per input): every hyperparameter in ``prior_values``, the per-group
     columns as rows of ``stat_columns``; crossed: the group table, Z'D and the P-sized
@@ -201,6 +202,13 @@ def test_model_inputs_are_packed(tutorial_sim, crossed_design):
     joint = build_model(crossed_design, "marginal")  # every factor's effects integrated out
     assert sorted(v.name for v in joint.data_vars) == [
         "prior_values", "stat_joint_effects", "stat_joint_fixed"]  # fmt: skip
+    # sparse cross-products enter as their entries (row, column, value)
+    monkeypatch.setattr(lmm_pymc.marginal.graph, "SPARSE_SHARE", 1.0)
+    entries = build_model(crossed_design, "marginal", integrate="subject")
+    assert sorted(v.name for v in entries.data_vars) == [
+        "prior_values", "stat_DtD_entries", "stat_ZtD_entries", "stat_groups",
+        "stat_products"]  # fmt: skip
+    assert entries["stat_ZtD_entries"].get_value().shape[1] == 3
 
 
 def test_packed_input_slices_give_back_each_value():

@@ -276,6 +276,28 @@ def residual_marginal_loglik(
 
 
 
+#: A constant matrix of the crossed likelihood with at most this share of nonzero entries
+#: enters the graph as its entries, and its products cost O(nonzeros) (docs/measurements.md);
+#: a denser one enters whole, for BLAS.
+SPARSE_SHARE = 0.1
+
+
+def _dense(A: np.ndarray) -> bool:
+    """Whether ``A`` enters the graph whole (more than :data:`SPARSE_SHARE` nonzero)."""
+    return bool(np.count_nonzero(A) > SPARSE_SHARE * A.size)
+
+
+def _matvec(make: ColumnInput, name: str, A: np.ndarray, x: pt.TensorVariable):
+    """``A @ x`` for a constant (n, P) matrix ``A``: from its nonzero entries (a table of
+    rows, columns and values) when sparse, else a dense product."""
+    if _dense(A):
+        return pt.dot(make(name, A), x)
+    rows, cols = np.nonzero(A)
+    T = pt.as_tensor(make(f"{name}_entries", np.column_stack([rows, cols, A[rows, cols]])))
+    r, c = T[:, 0].astype("int64"), T[:, 1].astype("int64")
+    return pt.inc_subtensor(pt.zeros(A.shape[0])[r], T[:, 2] * x[c])
+
+
 def crossed_marginal_loglik(
     cs: CrossedStatistics,
     beta: pt.TensorLike,
@@ -300,15 +322,18 @@ def crossed_marginal_loglik(
     T = pt.as_tensor(make("groups", table))
     first = 1 + len(nonzero)  # the column of Z'e0 of the first effect
     theta = pt.concatenate([pt.as_tensor(beta), *(pt.as_tensor(b).flatten() for b in b_others)])
-    # the (P,)-sized numbers in one (P + 3, P) input, rows contiguous: D'D, D'e0, theta0 and
-    # e0'e0 (first entry of the last row)
+    # the (P,)-sized numbers in one input, rows contiguous: D'D when dense (else its entries
+    # apart), D'e0, theta0 and e0'e0 (first entry of the last row)
     P = cs.theta0.size
     last = np.zeros(P)
     last[0] = cs.e0e0
-    M = pt.as_tensor(make("products", np.vstack([cs.DtD, cs.Dte0, cs.theta0, last])))
-    delta = theta - M[P + 1]
-    rr = M[P + 2, 0] - 2.0 * pt.dot(delta, M[P]) + pt.dot(delta, pt.dot(M[:P], delta))
-    Kd = pt.dot(make("ZtD", cs.K), delta).reshape((-1, q))  # rows (level, effect)
+    dense = _dense(cs.DtD)
+    M = pt.as_tensor(make("products", np.vstack([cs.DtD] * dense + [cs.Dte0, cs.theta0, last])))
+    k = P * dense  # the row of D'e0
+    delta = theta - M[k + 1]
+    DtD_delta = pt.dot(M[:P], delta) if dense else _matvec(make, "DtD", cs.DtD, delta)
+    rr = M[k + 2, 0] - 2.0 * pt.dot(delta, M[k]) + pt.dot(delta, DtD_delta)
+    Kd = _matvec(make, "ZtD", cs.K, delta).reshape((-1, q))  # rows (level, effect)
     Zr = [T[:, first + k] - Kd[:, k] for k in range(q)]
     G = [[T[:, 1 + nonzero.index((i, k))] if (i, k) in nonzero else 0.0 for k in range(q)]
          for i in range(q)]  # fmt: skip
