@@ -231,3 +231,26 @@ def test_fit_draws_every_factor_of_a_penicillin_like_design():
         mean, sd = post[f"b_{name}"].mean(("chain", "draw")), post[f"b_{name}"].std(("chain", "draw"))
         # 5 posterior sds: the effects are recovered, not only drawn
         assert np.all(np.abs(mean.values[:, 0] - truth) < 5 * sd.values[:, 0] + 0.3)
+
+
+@pytest.mark.slow
+def test_fit_with_two_correlated_factors_integrated_out_starts():
+    """Two crossed factors with correlated slopes, both integrated out: every chain gets its
+    initial point (PyTensor froze a prior constant's data while compiling the log density,
+    under a view the initial-point function held: no chain could start) and the draws
+    hold both factors' effects and correlations."""
+    rng = np.random.default_rng(1)
+    subject, item = np.meshgrid(np.arange(8), np.arange(6), indexing="ij")
+    frame = pd.DataFrame({"subject": np.repeat(subject.ravel(), 3),
+                          "item": np.repeat(item.ravel(), 3)})  # fmt: skip
+    frame["x"] = rng.normal(0.0, 1.0, len(frame))
+    formula = "y ~ x + (1 + x | subject) + (1 + x | item)"
+    groups = {"subject": {"sigs": [1.0, 0.5]}, "item": {"sigs": [0.8, 0.4]}}
+    sim = simulate(formula, frame, beta=[1.0, 0.5], groups=groups, sigma=1.0, seed=3)
+    assert build_model(sim.design, "marginal")["stat_joint_effects"] is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lmm_pymc.SamplingWarning)
+        idata = fit(sim, draws=100, tune=100, chains=2, random_seed=1, progressbar=False)
+    post = idata.posterior
+    assert post["b_subject"].shape == (2, 100, 8, 2) and post["b_item"].shape == (2, 100, 6, 2)
+    assert post["R"].shape[-2:] == (4, 4) and np.isfinite(post["R"].values).all()

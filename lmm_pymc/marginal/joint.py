@@ -54,8 +54,9 @@ __all__ = [
 
 #: Most random effects in total (``M``) that ``marginal`` integrates out jointly by
 #: default: one gradient costs a few dense M x M factorisations (docs/measurements.md:
-#: per-gradient time at M = 30, 60, 120, 240).
-JOINT_LIMIT = 120
+#: per-gradient time at M = 30, 60, 120, 240): up to 60 about 3x one factor integrated,
+#: repaid by 2-3x fewer leapfrog steps; at 120 already ~11x, growing as M^3.
+JOINT_LIMIT = 60
 
 
 @dataclass(frozen=True)
