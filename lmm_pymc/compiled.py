@@ -327,6 +327,22 @@ def _python_linked(initial_point):
     return run
 
 
+def _freeze_constants(model) -> None:
+    """Compute every graph constant's ``unique_value`` once, before any function of the
+    model is compiled. PyTensor's rewrites compute it lazily and then mark the constant's
+    data read-only; an initial-point function compiled earlier may hold a writeable view of
+    that data (a constant-folded ``[0.]`` of a prior's ``loc``), which SciPy's broadcasting
+    then fails to mark writeable ("cannot set WRITEABLE flag"): every chain's start fails.
+    Seen with two correlated factors integrated out together."""
+    from pytensor.graph.basic import ancestors
+    from pytensor.tensor.variable import TensorConstant
+
+    outputs = [*model.basic_RVs, *model.potentials, *model.deterministics]
+    for var in ancestors(outputs):
+        if isinstance(var, TensorConstant):
+            var.unique_value  # noqa: B018  (computed and cached, data read-only)
+
+
 def _nutpie_compile(model):
     """``nutpie.compile_pymc_model(model)`` (numba backend) with :func:`_c_wrapper`'s
     cacheable wrappers; nutpie's own compile where its internals differ from those this
@@ -343,6 +359,7 @@ def _nutpie_compile(model):
                  "_wrap_with_lock", "make_user_data", "CompiledPyMCModel")  # fmt: skip
     if not all(hasattr(ncp, name) for name in internals):
         return nutpie.compile_pymc_model(model)
+    _freeze_constants(model)
     initial_point = ncp._wrap_with_lock(_python_linked(
         make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
                               default_strategy="support_point", return_transformed=True)

@@ -24,9 +24,11 @@ Parametrizations (:data:`PARAMETRIZATIONS`):
     One grouping factor's random effects integrated out exactly (:mod:`lmm_pymc.marginal`):
     ``LKJCholeskyCov`` for the covariance (``sigs_k`` for an uncorrelated factor) and a
     likelihood from per-group sums, O(groups) per gradient. ``b_k`` is drawn exactly after
-    sampling by :func:`lmm_pymc.fit`. The default: with crossed factors the one with the most
-    levels is integrated out (:class:`~lmm_pymc.marginal.MarginalPlan`) and the others'
-    effects are sampled non-centred, as in ``cholesky``.
+    sampling by :func:`lmm_pymc.fit`. The default: crossed or nested factors with at most
+    :data:`~lmm_pymc.marginal.JOINT_LIMIT` effects in total have all integrated out at once
+    (:mod:`lmm_pymc.marginal.joint`); beyond, or with ``integrate=``, the one with the most
+    levels (or the named one) is integrated out (:class:`~lmm_pymc.marginal.MarginalPlan`)
+    and the others' effects are sampled non-centred, as in ``cholesky``.
 ``cholesky``
     ``LKJCholeskyCov(eta, sd_dist=HalfNormal)`` on the packed Cholesky factor ``L_k``,
     non-centred ``z_k ~ Normal(0, 1)``, ``b_k = z_k L_k'``. Any q, crossed factors.
@@ -51,6 +53,7 @@ from .design import Design, GroupedStatistics, GroupingFactor
 from .marginal import (
     MarginalPlan,
     crossed_marginal_loglik,
+    joint_marginal_loglik,
     marginal_loglik,
     residual_marginal_loglik,
 )
@@ -138,7 +141,7 @@ def _random_effects(f: GroupingFactor, parametrization: str, sigs, R, L) -> pt.T
 
 
 def _factor_effects(
-    factors, parametrization: str, priors: ResolvedPriors, integrated: str | None
+    factors, parametrization: str, priors: ResolvedPriors, integrated: tuple[str, ...]
 ) -> dict[str, FactorEffects]:
     """Every factor's :class:`FactorEffects`, and the Deterministics ``sigs`` and ``R``
     (block diagonal) over all factors. ``marginal`` puts the integrated factor's covariance
@@ -149,7 +152,7 @@ def _factor_effects(
     effects = {}
     for f in factors:
         sigs, R, L = _covariance(f, kind, priors)
-        b = None if f.name == integrated else _random_effects(f, kind, sigs, R, L)
+        b = None if f.name in integrated else _random_effects(f, kind, sigs, R, L)
         effects[f.name] = FactorEffects(sigs, R, L, b)
     pm.Deterministic("sigs", pt.concatenate([e.sigs for e in effects.values()]),
                      dims="random_effect")  # fmt: skip
@@ -220,11 +223,19 @@ def _rows_likelihood(plan: MarginalPlan, beta, sigma, effects) -> None:
     pm.Potential("y_marginal", loglik.sum())
 
 
+def _joint_likelihood(plan: MarginalPlan, beta, sigma, effects) -> None:
+    """Crossed or nested factors with few effects: every factor's integrated out at once."""
+    chols = [effects[f.name].L for f in plan.joint.factors]
+    loglik = joint_marginal_loglik(plan.joint, beta, sigma, chols, data=_stat_input)
+    pm.Potential("y_marginal", loglik)
+
+
 #: ``MarginalPlan.likelihood`` -> the function that adds that likelihood to the model.
 MARGINAL_LIKELIHOODS = {
     "grouped": _grouped_likelihood,
     "crossed": _crossed_likelihood,
     "rows": _rows_likelihood,
+    "joint": _joint_likelihood,
 }
 
 
@@ -307,7 +318,7 @@ def build_model(
     coords = plan.grouped.coords() if grouped_only else data.coords()
     with pm.Model(coords=coords) as model:
         sigma = resolved.sigma.create_variable("sigma")
-        integrated = plan.integrated.name if plan is not None else None
+        integrated = plan.integrated_names if plan is not None else ()
         effects = _factor_effects(data.factors, parametrization, resolved, integrated)
         # last of the sampled vector, its hyperparameters an input of their own: no slice
         # of the compiled log density depends on the number of fixed effects

@@ -377,11 +377,13 @@ def crossed_frame() -> pd.DataFrame:
 def _crossed_pair(tmp_path, frame, formula, suffix="parquet", **options):
     """(from files, in memory) as GroupedStatistics with their cross-products, the files'
     integrated levels put in the in-memory order."""
-    from lmm_pymc.marginal import MarginalPlan
+    from lmm_pymc.marginal import MarginalPlan, integrated_factor
 
     _write_parts(frame, tmp_path, suffix)
     design = design_from_formula(formula, frame)
-    plan = MarginalPlan.from_data(design, options.get("integrate"))
+    # the files' sums integrate one factor (the most levels unless told): so does the plan
+    integrate = options.get("integrate") or integrated_factor(design).name
+    plan = MarginalPlan.from_data(design, integrate)
     got = group_statistics_from_files(str(tmp_path / f"*.{suffix}"), formula,
                                       group_labels=plan.integrated.labels, **options)  # fmt: skip
     return got, plan, design
@@ -420,7 +422,8 @@ def _logp_agree(got, design, plan, items_sorted_from_memory):
     """Log densities of the files' and of the rows' model at 5 random points, the item
     effects given in each model's own level order."""
     priors = lmm_pymc.default_priors(design)
-    files_model, rows_model = build_model(got, priors=priors), build_model(design, priors=priors)
+    files_model = build_model(got, priors=priors)
+    rows_model = build_model(design, priors=priors, plan=plan)
     f_logp, r_logp = files_model.compile_logp(), rows_model.compile_logp()
     rng = np.random.default_rng(2)
     values = []

@@ -513,7 +513,7 @@ def _crossed_dense(design, beta, sigma, Sigma, b_item) -> float:
 
 def _crossed_model_values(sim, seed: int):
     """The crossed marginal model's likelihood term and its parameters at a random point."""
-    model = build_model(sim.design)  # marginal by default; subject (9 levels) integrated
+    model = build_model(sim.design, integrate="subject")  # subject (9 levels) integrated
     names = ["beta", "sigma", "chol_cov_subject", "b_item"]
     outputs = model.replace_rvs_by_values([model[n] for n in names] + [model["y_marginal"]])
     fn = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")
@@ -553,9 +553,12 @@ def test_crossed_loglik_equals_dense_evaluation(crossed_sim, limit, share, monke
 
 
 def test_crossed_model_samples_all_but_the_integrated_factor(crossed_sim):
-    model = build_model(crossed_sim.design)
+    model = build_model(crossed_sim.design, integrate="subject")
     free = sorted(v.name for v in model.free_RVs)
     assert free == ["beta", "chol_cov_subject", "sigma", "sigs_item", "z_item"]
+    # by default the 9 x 2 + 6 = 24 effects are integrated out together (tests/test_joint.py)
+    default = sorted(v.name for v in build_model(crossed_sim.design).free_RVs)
+    assert default == ["beta", "chol_cov_subject", "sigma", "sigs_item"]
     # the user's choice of the factor to integrate out
     other = build_model(crossed_sim.design, integrate="item")
     assert "z_subject" in {v.name for v in other.free_RVs}
@@ -603,14 +606,20 @@ def test_crossed_random_effects_are_the_exact_conditional(crossed_sim):
 
 
 @pytest.mark.slow
-def test_crossed_marginal_and_cholesky_posteriors_agree(crossed_sim):
-    """The partly integrated fit and the fully sampled one agree within Monte Carlo error
-    (tolerances of _assert_agree); a deliberately wrong variant (the integrated factor's
-    likelihood with a residual sd 1.3 times too large) is caught by the same check."""
+@pytest.mark.parametrize(
+    ("integrate", "loglik"),
+    [("subject", "crossed_marginal_loglik"), (None, "joint_marginal_loglik")],
+    ids=["subject-integrated", "joint"],
+)
+def test_crossed_marginal_and_cholesky_posteriors_agree(crossed_sim, integrate, loglik):
+    """The integrated fits (subject integrated out, items sampled; and by default both
+    integrated out together) and the fully sampled one agree within Monte Carlo error
+    (tolerances of _assert_agree); a deliberately wrong variant (the likelihood with a
+    residual sd 1.3 times too large) is caught by the same check."""
     kw = dict(draws=1000, tune=1000, chains=2, random_seed=5, progressbar=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", lmm_pymc.SamplingWarning)
-        marginal = fit(crossed_sim, **kw)
+        marginal = fit(crossed_sim, integrate=integrate, **kw)
         cholesky = fit(crossed_sim, parametrization="cholesky", target_accept=0.99, **kw)
     assert marginal.attrs["parametrization"] == "marginal"
     assert marginal.posterior["b_subject"].sizes["subject"] == 9
@@ -618,18 +627,19 @@ def test_crossed_marginal_and_cholesky_posteriors_agree(crossed_sim):
 
     import lmm_pymc.models as models
 
-    right = models.crossed_marginal_loglik
+    right = getattr(models, loglik)
 
-    def wrong_sigma(cs, beta, b_others, sigma, chol, **kw):
-        return right(cs, beta, b_others, 1.3 * sigma, chol, **kw)
+    def wrong_sigma(stats, beta, *args, **kw):  # (..., sigma, chol(s)): sigma second to last
+        *others, sigma, chol = args
+        return right(stats, beta, *others, 1.3 * sigma, chol, **kw)
 
-    models.crossed_marginal_loglik = wrong_sigma
+    setattr(models, loglik, wrong_sigma)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", lmm_pymc.SamplingWarning)
-            wrong = fit(crossed_sim, **kw)
+            wrong = fit(crossed_sim, integrate=integrate, **kw)
     finally:
-        models.crossed_marginal_loglik = right
+        setattr(models, loglik, right)
     with pytest.raises(AssertionError):
         _assert_agree(wrong, cholesky, ["beta", "sigma", "sigs", "b_subject", "b_item"])
 

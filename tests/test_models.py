@@ -63,9 +63,13 @@ def test_default_parametrization_follows_the_factors(labelled_sim, crossed_desig
     # marginal: no random effect sampled (beta last: the rest of the sampled vector)
     assert [v.name for v in build_model(labelled_sim.design).free_RVs] == [
         "sigma", "chol_cov_group_id", "beta"]
-    # crossed: the factor with the most levels (6 subjects) integrated out, the 4 items'
-    # effects sampled (non-centred: 6 rows per item)
+    # crossed, 6 x 2 + 4 x 2 = 20 effects: every factor's integrated out together
     free = [v.name for v in build_model(crossed_design).free_RVs]
+    assert "chol_cov_item" in free and "chol_cov_subject" in free
+    assert not any(name.startswith("z_") for name in free)
+    # integrate=: that factor (6 subjects) integrated out, the 4 items' effects sampled
+    # (non-centred: 6 rows per item)
+    free = [v.name for v in build_model(crossed_design, integrate="subject").free_RVs]
     assert "z_item" in free and "z_subject" not in free and "chol_cov_subject" in free
 
 
@@ -201,12 +205,15 @@ def test_model_inputs_are_packed(tutorial_sim, crossed_design, monkeypatch):
     assert single["stat_columns"].get_value().shape[1] == J
     assert single["stat_E"].get_value().shape == (q * J, p)
     assert single["stat_totals"].get_value().shape == (p + 1, p)
-    crossed = build_model(crossed_design, "marginal")
+    crossed = build_model(crossed_design, "marginal", integrate="subject")
     assert sorted(v.name for v in crossed.data_vars) == [
         "prior_beta", "prior_values", "stat_ZtD", "stat_groups", "stat_products"]  # fmt: skip
+    joint = build_model(crossed_design, "marginal")  # every factor's effects integrated out
+    assert sorted(v.name for v in joint.data_vars) == [
+        "prior_beta", "prior_values", "stat_joint_effects", "stat_joint_fixed"]  # fmt: skip
     # sparse cross-products enter as their entries (row, column, value)
     monkeypatch.setattr(lmm_pymc.marginal.graph, "SPARSE_SHARE", 1.0)
-    entries = build_model(crossed_design, "marginal")
+    entries = build_model(crossed_design, "marginal", integrate="subject")
     assert sorted(v.name for v in entries.data_vars) == [
         "prior_beta", "prior_values", "stat_DtD_entries", "stat_ZtD_entries", "stat_groups",
         "stat_products"]  # fmt: skip

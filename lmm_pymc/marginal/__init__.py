@@ -1,4 +1,6 @@
-"""The fast path: one grouping factor's random effects integrated out, from per-group sums.
+"""The fast path: one grouping factor's random effects integrated out, from per-group sums
+(crossed and nested factors with few effects in total: all of them at once,
+:mod:`lmm_pymc.marginal.joint`).
 
 For group ``j`` with ``n_j`` rows, fixed design ``X_j`` (n_j, p), random design ``Z_j``
 (n_j, q), residual variance ``s2 = sigma**2`` and random-effects covariance
@@ -45,6 +47,14 @@ from __future__ import annotations
 
 from .draws import add_random_effects, random_effects_draws
 from .graph import ColumnInput, crossed_marginal_loglik, marginal_loglik, residual_marginal_loglik
+from .joint import (
+    JOINT_LIMIT,
+    JointStatistics,
+    joint_loglik_numpy,
+    joint_marginal_loglik,
+    joint_random_effects_draws,
+    joint_statistics,
+)
 from .plan import MarginalPlan, integrated_factor
 from .reference import marginal_loglik_numpy
 from .statistics import (
@@ -58,11 +68,17 @@ __all__ = [
     "CROSS_PRODUCT_LIMIT",
     "ColumnInput",
     "CrossedStatistics",
+    "JOINT_LIMIT",
+    "JointStatistics",
     "MarginalPlan",
     "add_random_effects",
     "crossed_marginal_loglik",
     "crossed_statistics",
     "integrated_factor",
+    "joint_loglik_numpy",
+    "joint_marginal_loglik",
+    "joint_random_effects_draws",
+    "joint_statistics",
     "marginal_loglik",
     "marginal_loglik_numpy",
     "random_effects_draws",

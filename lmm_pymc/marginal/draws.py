@@ -10,28 +10,11 @@ import xarray as xr
 
 from ..checks import positive_int
 from ..design import Design, GroupedStatistics
+from .posterior import cholesky_draws, factor_draws, require
 from .plan import MarginalPlan
 from .statistics import CrossedStatistics
 
 __all__ = ["add_random_effects", "random_effects_draws"]
-
-
-def _cholesky_draws(posterior: xr.Dataset, key: str, q: int) -> np.ndarray:
-    """(S, q, q) lower Cholesky factors of the factor's Sigma: from ``chol_cov_<key>``
-    (``LKJCholeskyCov``, packed row by row) or ``diag(sigs_<key>)`` (uncorrelated)."""
-    if f"chol_cov_{key}" in posterior:
-        packed = posterior[f"chol_cov_{key}"].values.reshape(-1, q * (q + 1) // 2)
-        L = np.zeros((packed.shape[0], q, q))
-        rows, cols = np.tril_indices(q)
-        L[:, rows, cols] = packed
-        return L
-    if f"sigs_{key}" in posterior:
-        sigs = posterior[f"sigs_{key}"].values.reshape(-1, q)
-        return sigs[:, :, None] * np.eye(q)[None]
-    raise ValueError(
-        f"posterior must contain 'chol_cov_{key}' or 'sigs_{key}' to draw the random effects, "
-        f"found variables {sorted(posterior.data_vars)}"
-    )
 
 
 def random_effects_draws(
@@ -77,18 +60,12 @@ def random_effects_draws(
     """
     stats, f = grouped.statistics, grouped.factor
     J, p, q = stats.check()
-    for name in ("beta", "sigma"):
-        if name not in posterior:
-            raise ValueError(
-                f"posterior must contain {name!r} to draw the random effects, found variables "
-                f"{sorted(posterior.data_vars)}"
-            )
+    require(posterior)
     chunk_elements = positive_int("chunk_elements", chunk_elements)
     rng = np.random.default_rng(seed)
-    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     beta_all = posterior["beta"].values.reshape(-1, p)  # (S, p)
     s2_all = posterior["sigma"].values.reshape(-1) ** 2  # (S,)
-    L_all = _cholesky_draws(posterior, f.key, q)  # (S, q, q)
+    L_all = cholesky_draws(posterior, f.key, q)  # (S, q, q)
     S = beta_all.shape[0]
     out = np.empty((S, J, q))
     crossed = grouped.crossed if crossed is None else crossed
@@ -112,17 +89,7 @@ def random_effects_draws(
         Zr = z_r(sl)  # (s, J, q)
         eps = rng.standard_normal(Zr.shape)
         out[sl] = _conditional_draws(L_all[sl], ZtZ, Zr, 1.0 / s2_all[sl, None], eps)
-    return xr.DataArray(
-        out.reshape(n_chain, n_draw, J, q),
-        dims=("chain", "draw", f.level_dim, f.effect_dim),
-        coords={
-            "chain": posterior.coords["chain"].values,
-            "draw": posterior.coords["draw"].values,
-            f.level_dim: list(f.labels),
-            f.effect_dim: list(f.terms),
-        },
-        name=f"b_{f.key}",
-    )
+    return factor_draws(out, f, posterior)
 
 
 def _conditional_draws(
@@ -204,13 +171,20 @@ def add_random_effects(
     *,
     seed: int | np.random.Generator | None,
 ) -> az.InferenceData:
-    """Add the integrated factor's ``b_<key>`` to ``idata.posterior`` (see
-    :func:`random_effects_draws`), from the fit's :class:`MarginalPlan`; returns the same
+    """Add the integrated factor's ``b_<key>`` (with ``plan.joint``: every factor's, see
+    :func:`~lmm_pymc.marginal.joint.joint_random_effects_draws`) to ``idata.posterior``
+    (see :func:`random_effects_draws`), from the fit's :class:`MarginalPlan`; returns the same
     (modified) ``idata``."""
     if not isinstance(idata, az.InferenceData) or "posterior" not in idata.groups():
         raise TypeError(
             f"idata must be an arviz InferenceData with a posterior, found {type(idata).__name__}"
         )
+    if plan.joint is not None:  # every factor's effects, jointly
+        from .joint import joint_random_effects_draws
+
+        for draws in joint_random_effects_draws(idata.posterior, plan.joint, seed=seed):
+            idata.posterior[draws.name] = draws
+        return idata
     draws = random_effects_draws(
         idata.posterior, plan.grouped, seed=seed, design=plan.design, crossed=plan.crossed
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..design import Design, GroupedStatistics, GroupingFactor, GroupStatistics
+from .joint import JointStatistics, joint_statistics
 from .statistics import CrossedStatistics, crossed_statistics
 
 __all__ = ["MarginalPlan", "integrated_factor"]
@@ -48,19 +49,26 @@ class MarginalPlan:
         With crossed factors: the cross-products that give the likelihood without the rows
         (None beyond :data:`~lmm_pymc.marginal.CROSS_PRODUCT_LIMIT`: one pass over the rows
         per gradient).
+    joint : JointStatistics or None
+        With two or more factors and at most :data:`~lmm_pymc.marginal.JOINT_LIMIT`
+        random effects in total, when ``integrate`` is not given: every factor's effects
+        are integrated out together (:mod:`lmm_pymc.marginal.joint`); ``grouped`` then
+        only names the factor with the most levels.
     """
 
     grouped: GroupedStatistics
     factors: tuple[GroupingFactor, ...]
     design: Design | None = None
     crossed: CrossedStatistics | None = None
+    joint: JointStatistics | None = None
 
     @classmethod
     def from_data(
         cls, data: Design | GroupedStatistics, integrate: str | None = None
     ) -> MarginalPlan:
         """The plan of ``data`` (a design with outcome or per-group sums), integrating out
-        ``integrate`` (default: the factor with the most levels)."""
+        ``integrate`` (default: every factor's effects jointly where they are few, else the
+        factor with the most levels)."""
         if isinstance(data, GroupedStatistics):  # the sums were made for data.factor
             if integrate is not None and integrate != data.factor.name:
                 raise ValueError(
@@ -72,8 +80,12 @@ class MarginalPlan:
         if len(data.factors) == 1:
             return cls(grouped=data.grouped_statistics(), factors=data.factors)
         stats = GroupStatistics.from_rows(data.X, factor.Z, data.y, factor.index, factor.n_levels)
+        grouped = GroupedStatistics(stats, data.fixed_names, factor)
+        joint = joint_statistics(data) if integrate is None else None
+        if joint is not None:
+            return cls(grouped=grouped, factors=data.factors, design=data, joint=joint)
         return cls(
-            grouped=GroupedStatistics(stats, data.fixed_names, factor),
+            grouped=grouped,
             factors=data.factors,
             design=data,
             crossed=crossed_statistics(data, factor),
@@ -81,18 +93,28 @@ class MarginalPlan:
 
     @property
     def integrated(self) -> GroupingFactor:
-        """The factor whose random effects are integrated out."""
+        """The factor whose random effects are integrated out (with ``joint``: the one with
+        the most levels, among all integrated out)."""
         return self.grouped.factor
+
+    @property
+    def integrated_names(self) -> tuple[str, ...]:
+        """The names of every factor whose random effects are integrated out."""
+        if self.joint is not None:
+            return tuple(f.name for f in self.factors)
+        return (self.integrated.name,)
 
     @property
     def sampled(self) -> tuple[GroupingFactor, ...]:
         """The other factors, whose random effects are sampled."""
-        return tuple(f for f in self.factors if f.name != self.integrated.name)
+        return tuple(f for f in self.factors if f.name not in self.integrated_names)
 
     @property
     def likelihood(self) -> str:
-        """``"grouped"`` (per-group sums), ``"crossed"`` (cross-products) or ``"rows"`` (one
-        pass over the rows per gradient)."""
+        """``"joint"`` (every factor's effects at once), ``"grouped"`` (per-group sums),
+        ``"crossed"`` (cross-products) or ``"rows"`` (one pass over the rows per gradient)."""
+        if self.joint is not None:
+            return "joint"
         if not self.sampled:
             return "grouped"
         return "crossed" if self.crossed is not None else "rows"
