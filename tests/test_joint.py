@@ -138,7 +138,7 @@ def test_default_plan_integrates_every_factor_when_few(monkeypatch):
     free = sorted(v.name for v in build_model(design).free_RVs)
     assert free == ["beta", "chol_cov_plate", "sigma", "sigs_sample"]
     data = sorted(v.name for v in build_model(design).data_vars)
-    assert data == ["prior_values", "stat_joint_effects", "stat_joint_fixed"]
+    assert data == ["prior_beta", "prior_values", "stat_joint_effects", "stat_joint_fixed"]
     one = MarginalPlan.from_data(design, "plate")
     assert one.likelihood == "crossed" and [f.name for f in one.sampled] == ["sample"]
     assert "z_sample" in {v.name for v in build_model(design, integrate="plate").free_RVs}
