@@ -123,10 +123,10 @@ def fit(
         (default: the one with the most levels).
     family : {"gaussian", "bernoulli", "binomial", "poisson", "negbinomial"}, optional
         The outcome's distribution given the linear predictor (:mod:`lmm_pymc.families`),
-        default ``"gaussian"``. A binomial outcome names its trials in the formula,
-        ``"y | trials(n) ~ ..."`` or ``"p(y, n) ~ ..."``. Other families than the Gaussian
-        sample the random effects (default ``cholesky``; ``marginal`` is refused) and need
-        the rows (no files or per-group sums).
+        default ``"gaussian"`` (for a simulation: its own). A binomial outcome names its
+        trials in the formula, ``"y | trials(n) ~ ..."`` or ``"p(y, n) ~ ..."``. Other
+        families than the Gaussian sample the random effects (default ``cholesky``;
+        ``marginal`` is refused) and need the rows (no files or per-group sums).
     link : str, optional
         The family's link: ``logit`` (default), ``probit`` or ``cloglog`` for bernoulli and
         binomial; ``log`` (default) or ``identity`` for poisson; ``log`` for negbinomial.
@@ -146,6 +146,8 @@ def fit(
     >>> idata.posterior["beta"].sel(fixed_effect="x").mean()  # doctest: +SKIP
     """
     config = SamplerConfig.from_options(sampling, **sampler_options)
+    if family is None and isinstance(data, Simulation):  # a simulation's own family
+        family = data.family if link is None else data.family.name
     family = as_family(family, link)
     if not family.is_gaussian and _is_paths(data):
         raise ValueError(

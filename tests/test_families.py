@@ -255,6 +255,7 @@ def test_simulate_is_seeded_and_in_the_support():
     np.testing.assert_array_equal(a.data["y"], b.data["y"])
     assert not np.array_equal(a.data["y"], c.data["y"])
     assert set(a.data["y"]) == {0, 1} and a.epsilon is None and a.truth.sigma is None
+    assert a.family == family("bernoulli") and "sigma" not in a.truth.by_name()
     k = lmm_pymc.simulate("k | trials(n) ~ x + (1 | g)", df, family="binomial", **kw).data
     assert (k["k"] <= k["n"]).all() and (k["k"] >= 0).all()
     nb = lmm_pymc.simulate("c ~ x + (1 | g)", df, family="negbinomial", alpha=3.0, **kw)
@@ -301,8 +302,9 @@ def recovery_fit(name: str):
     else:  # per-term priors over the defaults
         base = default_priors(sim.design, family(name))
         priors = Priors(fixed=base.fixed, sigs=base.sigs, terms={**base.terms, **priors.terms})
-    idata = lmm_pymc.fit(sim.data, formula, family=name, priors=priors, draws=300, tune=300,
-                         chains=2, random_seed=3, progressbar=False)  # fmt: skip
+    # a simulation brings its family (and the binomial its trials) to fit
+    idata = lmm_pymc.fit(sim, priors=priors, draws=300, tune=300, chains=2, random_seed=3,
+                         progressbar=False)  # fmt: skip
     return sim, idata
 
 
@@ -362,6 +364,8 @@ def test_bernoulli_predictions(bernoulli_fit):
 def test_recovery_of_counts(name):
     sim, idata = recovery_fit(name)
     check_recovery(sim, idata)
+    assert (idata.attrs["family"], idata.attrs["link"]) == (name, "logit" if name == "binomial"
+                                                            else "log")  # fmt: skip
     ppc = idata.posterior_predictive["y"].values
     assert np.all(ppc >= 0) and np.all(ppc == np.round(ppc))
     if name == "binomial":
@@ -377,3 +381,44 @@ def test_prior_predictive_of_a_bernoulli_outcome():
                                       random_seed=1)  # fmt: skip
     assert set(np.unique(idata.prior_predictive["y"])) <= {0, 1}
     assert "sigma" not in idata.prior and idata.attrs["family"] == "bernoulli"
+
+
+# ------------------------------------------------------------------ command line
+def test_cli_family_options_and_errors(tmp_path, capsys):
+    from lmm_pymc.cli import build_parser, main
+    from lmm_pymc.cli.commands import priors_from_args
+
+    csv = tmp_path / "d.csv"
+    frame().assign(y=lambda d: 2 * d["y"]).to_csv(csv, index=False)
+    fit = ["fit", str(csv), "--formula", "y ~ x + (1 | g)"]
+    assert main([*fit, "--family", "bernoulli"]) == 2
+    assert "outcome column 'y' must hold 0 and 1 only for family 'bernoulli', found 2.0" in (
+        capsys.readouterr().err)  # fmt: skip
+    assert main([*fit, "--family", "poisson", "--link", "logit"]) == 2
+    assert "link of family 'poisson' must be one of ['log', 'identity'], found 'logit'" in (
+        capsys.readouterr().err)  # fmt: skip
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*fit, "--family", "gamma"])
+    assert "invalid choice: 'gamma'" in capsys.readouterr().err
+    args = build_parser().parse_args([*fit, "--family", "negbinomial", "--prior",
+                                      "alpha=exponential(2)"])  # fmt: skip
+    design = design_from_formula("c ~ x + (1 | g)", frame())
+    priors = priors_from_args(args, design, family("negbinomial"))
+    assert str(priors.terms["alpha"]) == "exponential(2)"
+
+
+@pytest.mark.slow
+def test_cli_fits_and_predicts_a_bernoulli_outcome(tmp_path, capsys):
+    from lmm_pymc.cli import main
+
+    csv, nc, out = tmp_path / "d.csv", tmp_path / "post.nc", tmp_path / "pred.csv"
+    frame(12, 10).to_csv(csv, index=False)
+    code = main(["fit", str(csv), "--formula", "y ~ x + (1 | g)", "--family", "bernoulli",
+                 "--link", "probit", "--draws", "100", "--tune", "200", "--chains", "2",
+                 "--no-progress", "--out", str(nc)])  # fmt: skip
+    assert code == 0
+    assert "Family: bernoulli (link: probit)" in capsys.readouterr().out
+    code = main(["predict", str(nc), str(csv), "--kind", "mean", "--out", str(out)])
+    assert code == 0
+    mean = pd.read_csv(out)["mean"]
+    assert len(mean) == 120 and ((mean > 0) & (mean < 1)).all()
