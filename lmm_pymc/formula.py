@@ -5,7 +5,8 @@ know lme4's ``||``; a term ``(1 + x || g)`` is parsed as ``(1 + x | g)`` and mar
 uncorrelated. Supported: several fixed effects, interactions, categorical predictors,
 ``(1 | g)``, ``(1 + x + z | g)``, ``(1 + x || g)``, crossed and interacted factors
 (``(1 | g:h)``) and lme4's nesting (``(1 | g/h)`` is ``(1 | g) + (1 | g:h)``). Each factor
-may appear in one random term only.
+may appear in one random term only. A binomial outcome's response names its trials,
+``y | trials(n) ~ ...`` (brms) or ``p(y, n) ~ ...`` (bambi): :mod:`lmm_pymc.response`.
 
 This module knows nothing about PyMC or Stan.
 """

@@ -139,6 +139,11 @@ def test_no_sigma_for_other_families_and_alpha_for_negbinomial():
     assert free == {"bernoulli": ["beta", "chol_cov_g", "z_g"],
                     "negbinomial": ["alpha", "beta", "sigs_g", "z_g"],
                     "binomial": ["beta", "sigs_g", "sigs_h", "z_g", "z_h"]}  # fmt: skip
+    # the centred lkj_corr parametrization serves them too
+    model = build_model(design_from_formula("y ~ x + (1 + x | g)", df), "lkj_corr",
+                        family="bernoulli")  # fmt: skip
+    assert sorted(v.name for v in model.free_RVs) == ["R_upper_g", "b_g", "beta", "sigs_g"]
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
 
 
 # ------------------------------------------------------------------ log density vs scipy
@@ -166,6 +171,7 @@ CASES = [
     ("poisson", "log", "c ~ x + (1 + x | g) + (1 | h)"),
     ("poisson", "identity", "c ~ x + (1 | g)"),
     ("negbinomial", "log", "c ~ x + (1 + x | g)"),
+    ("poisson", "log", "c ~ x + (1 | g/h)"),  # nested: (1 | g) + (1 | g:h)
 ]
 
 
@@ -333,6 +339,8 @@ def test_bernoulli_recovery_pointwise_and_summary(bernoulli_fit):
     assert np.isfinite(az.loo(idata).elpd_loo)
     text = str(lmm_pymc.summary(idata))
     assert "Family: bernoulli (link: logit)" in text and "Residual" not in text
+    table = lmm_pymc.recovery_table(idata, sim.truth)
+    assert "sigma" not in set(table["parameter"]) and "beta[x]" in set(table["parameter"])
     # the pointwise log-likelihood at one posterior draw is scipy's density of the rows given
     # that draw's beta and b (so the model's: test_log_density_equals_scipy); rtol 1e-9: the
     # same density, rounding apart
