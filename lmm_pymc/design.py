@@ -286,6 +286,8 @@ class Design:
     formula : str
     response : str or None
         Name of the outcome column.
+    trials : ndarray, shape (N,), or None
+        A binomial outcome's trials per row (``y | trials(n)``, :mod:`lmm_pymc.response`).
     """
 
     X: np.ndarray
@@ -294,6 +296,7 @@ class Design:
     y: np.ndarray | None = None
     formula: str = ""
     response: str | None = None
+    trials: np.ndarray | None = None
 
     @property
     def n_obs(self) -> int:

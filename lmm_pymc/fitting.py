@@ -3,6 +3,7 @@
 Data flow: formula + data frame (or a simulation, a design, per-group sums) ->
 :class:`~lmm_pymc.design.Design` -> :func:`~lmm_pymc.models.build_model` ->
 :func:`~lmm_pymc.sampling.sample_model` -> ArviZ InferenceData -> :func:`diagnose`.
+Binary and count outcomes take ``family=`` (:mod:`lmm_pymc.families`) through the same flow.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pandas as pd
 
 from . import tutorial
 from .design import Design, GroupedStatistics
+from .families import Family, check_design
+from .families import family as as_family
 from .formula import design_from_formula
 from .marginal import MarginalPlan, add_random_effects
 from .models import build_model, resolve_parametrization
@@ -39,8 +42,7 @@ def as_design(
     (:func:`lmm_pymc.bigdata.group_statistics_from_files`; with crossed factors, those of
     ``integrate`` and its cross-products with the others).
     """
-    paths = isinstance(data, list | tuple) and all(isinstance(p, str | os.PathLike) for p in data)
-    if isinstance(data, str | os.PathLike) or (paths and data):
+    if _is_paths(data):
         from .bigdata import group_statistics_from_files
 
         return group_statistics_from_files(data, formula, integrate=integrate)
@@ -63,6 +65,12 @@ def as_design(
     )
 
 
+def _is_paths(data: object) -> bool:
+    """Whether ``data`` names files: a path, a glob pattern or a non-empty list of them."""
+    paths = isinstance(data, list | tuple) and all(isinstance(p, str | os.PathLike) for p in data)
+    return isinstance(data, str | os.PathLike) or (paths and bool(data))
+
+
 def fit(
     data: FitData,
     formula: str | None = None,
@@ -72,6 +80,8 @@ def fit(
     sampling: SamplerConfig | None = None,
     pointwise: bool | None = None,
     integrate: str | None = None,
+    family: str | Family | None = None,
+    link: str | None = None,
     **sampler_options: object,
 ) -> az.InferenceData:
     """Fit a linear mixed model with NUTS and return the posterior.
@@ -111,6 +121,15 @@ def fit(
     integrate : str, optional
         With ``marginal`` and crossed factors: the grouping factor to integrate out
         (default: the one with the most levels).
+    family : {"gaussian", "bernoulli", "binomial", "poisson", "negbinomial"}, optional
+        The outcome's distribution given the linear predictor (:mod:`lmm_pymc.families`),
+        default ``"gaussian"`` (for a simulation: its own). A binomial outcome names its
+        trials in the formula, ``"y | trials(n) ~ ..."`` or ``"p(y, n) ~ ..."``. Other
+        families than the Gaussian sample the random effects (default ``cholesky``;
+        ``marginal`` is refused) and need the rows (no files or per-group sums).
+    link : str, optional
+        The family's link: ``logit`` (default), ``probit`` or ``cloglog`` for bernoulli and
+        binomial; ``log`` (default) or ``identity`` for poisson; ``log`` for negbinomial.
 
     Returns
     -------
@@ -127,18 +146,29 @@ def fit(
     >>> idata.posterior["beta"].sel(fixed_effect="x").mean()  # doctest: +SKIP
     """
     config = SamplerConfig.from_options(sampling, **sampler_options)
+    if family is None and isinstance(data, Simulation):  # a simulation's own family
+        family = data.family if link is None else data.family.name
+    family = as_family(family, link)
+    if not family.is_gaussian and _is_paths(data):
+        raise ValueError(
+            f"family {family.name!r} needs the rows in memory (a data frame, simulation or "
+            f"Design), found file paths {data!r}, which serve family 'gaussian' only"
+        )
     design = as_design(data, formula, integrate=integrate)
     if pointwise and isinstance(design, GroupedStatistics) and design.crossed is not None:
         raise ValueError(
             "pointwise=True needs one grouping factor or the rows, found per-group sums of "
             f"crossed factors {[f.name for f in design.factors]}; leave pointwise unset"
         )
-    parametrization = resolve_parametrization(design, parametrization)
-    priors = default_priors(design) if priors is None else priors
+    parametrization = resolve_parametrization(design, parametrization, family)
+    if isinstance(design, Design):
+        check_design(family, design)  # before the priors are set from the outcome
+    priors = default_priors(design, family) if priors is None else priors
     # what the marginal likelihood integrates, from which sums: once for the model and the
     # exact draws of the integrated effects
     plan = MarginalPlan.from_data(design, integrate) if parametrization == "marginal" else None
-    model = build_model(design, parametrization, priors=priors, integrate=integrate, plan=plan)
+    model = build_model(design, parametrization, priors=priors, integrate=integrate, plan=plan,
+                        family=family)  # fmt: skip
     # the fewest levels of any factor of a marginal model sets its default target_accept
     idata = sample_model(model, config, parametrization, plan.n_groups if plan else None)
     if plan is not None:  # exact conditional draws b_j | hyperparameters, y (, other b)
@@ -146,10 +176,11 @@ def fit(
     idata.attrs["formula"] = getattr(design, "formula", "") or (formula or tutorial.FORMULA)
     idata.attrs["parametrization"] = parametrization
     idata.attrs["sampler"] = config.sampler
+    idata.attrs["family"], idata.attrs["link"] = family.name, family.link
     idata.attrs["priors"] = json.dumps(priors.to_dict())
-    table = priors.resolve(design.fixed_names, design.factors).table(design.factors)
-    idata.attrs["prior_table"] = json.dumps(table)  # the priors per parameter, for summary
-    _add_pointwise(idata, data, design, pointwise, config)
+    resolved = priors.resolve(design.fixed_names, design.factors, family.parameters)
+    idata.attrs["prior_table"] = json.dumps(resolved.table(design.factors))  # for summary
+    _add_pointwise(idata, data, design, pointwise, config, family)
     diagnose(idata, warn=True)
     return idata
 
@@ -159,7 +190,7 @@ POINTWISE_LIMIT = 20_000_000
 
 
 def _add_pointwise(
-    idata, data, design, pointwise: bool | None, config: SamplerConfig
+    idata, data, design, pointwise: bool | None, config: SamplerConfig, family: Family
 ) -> None:
     """``log_likelihood``, ``posterior_predictive``, ``observed_data`` and the columns
     :func:`~lmm_pymc.predictions.predict` needs (``constant_data``)."""
@@ -175,9 +206,9 @@ def _add_pointwise(
         pointwise = n_draws * rows <= POINTWISE_LIMIT and not crossed_sums
     if not pointwise:
         return
-    add_log_likelihood(idata, design)
+    add_log_likelihood(idata, design, family)
     if isinstance(design, Design):
-        add_posterior_predictive(idata, design, seed=config.random_seed)
+        add_posterior_predictive(idata, design, seed=config.random_seed, family=family)
 
 
 def prior_predictive(
@@ -187,12 +218,15 @@ def prior_predictive(
     priors: Priors | None = None,
     draws: int = 500,
     random_seed: int | None = None,
+    family: str | Family | None = None,
+    link: str | None = None,
 ) -> az.InferenceData:
     """Draws of every parameter and of y from the priors alone, with ``observed_data``
     beside them (``az.plot_ppc(idata, group="prior")`` compares them with the data).
 
-    ``priors`` default to the data-scale defaults that :func:`fit` would use; ``data`` gives
-    the design (its predictors and groups) and the observed y.
+    ``priors`` default to the data-scale defaults that :func:`fit` would use for ``family``
+    and ``link`` (as in :func:`fit`); ``data`` gives the design (its predictors and groups)
+    and the observed y.
     """
     from .checks import positive_int
 
@@ -200,12 +234,15 @@ def prior_predictive(
     design = as_design(data, formula)
     if not isinstance(design, Design):
         raise ValueError("prior_predictive needs rows (a data frame, simulation or Design)")
-    priors = default_priors(design) if priors is None else priors
+    family = as_family(family, link)
+    check_design(family, design)
+    priors = default_priors(design, family) if priors is None else priors
     import pymc as pm
 
     # the conditional model has y as a random variable; marginal's likelihood is a Potential
-    with build_model(design, "cholesky", priors=priors):
+    with build_model(design, "cholesky", priors=priors, family=family):
         idata = pm.sample_prior_predictive(draws=draws, random_seed=random_seed)
     idata.attrs["formula"] = design.formula
+    idata.attrs["family"], idata.attrs["link"] = family.name, family.link
     idata.attrs["priors"] = json.dumps(priors.to_dict())
     return idata

@@ -5,7 +5,8 @@ know lme4's ``||``; a term ``(1 + x || g)`` is parsed as ``(1 + x | g)`` and mar
 uncorrelated. Supported: several fixed effects, interactions, categorical predictors,
 ``(1 | g)``, ``(1 + x + z | g)``, ``(1 + x || g)``, crossed and interacted factors
 (``(1 | g:h)``) and lme4's nesting (``(1 | g/h)`` is ``(1 | g) + (1 | g:h)``). Each factor
-may appear in one random term only.
+may appear in one random term only. A binomial outcome's response names its trials,
+``y | trials(n) ~ ...`` (brms) or ``p(y, n) ~ ...`` (bambi): :mod:`lmm_pymc.response`.
 
 This module knows nothing about PyMC or Stan.
 """
@@ -20,6 +21,7 @@ import pandas as pd
 
 from .checks import finite_column
 from .design import RESERVED_DIMS, Design, GroupingFactor, factor_labels
+from .response import parse_response
 
 __all__ = [
     "check_formula",
@@ -47,11 +49,7 @@ def split_formula(formula: str) -> tuple[str, str | None, str, dict[str, bool]]:
     if formula.count("~") > 1:
         raise ValueError(f"formula must contain at most one '~', found {formula!r}")
     lhs, rhs = formula.split("~") if "~" in formula else ("", formula)
-    response = lhs.strip() or None
-    if response is not None and not re.fullmatch(r"\w+", response):
-        raise ValueError(
-            f"formula's response must be a single column name, found {response!r} in {formula!r}"
-        )
+    response = parse_response(lhs, formula).column if lhs.strip() else None
     rhs = _GROUP_TERM.sub(_expand_nesting, rhs)
     correlated: dict[str, bool] = {}
     for _expr, bar, factor in _GROUP_TERM.findall(rhs):
@@ -397,7 +395,9 @@ def design_from_formula(
     """
     rhs, response, cleaned, correlated = check_formula(formula, data, require_response)
     frame = data.reset_index(drop=True)
-    _check_finite(frame, formula_columns(rhs, frame) | ({response} & set(frame.columns)))
+    outcome = parse_response(formula.split("~")[0], formula) if response else None
+    named = {response, outcome and outcome.trials_column}  # the outcome and its trials
+    _check_finite(frame, formula_columns(rhs, frame) | (named & set(frame.columns)))
     _check_text_columns(frame, formula_columns(rhs, frame) - set(correlated))
     fixed_rhs, terms = split_terms(rhs)
     X, fixed_names = _columns(fixed_rhs, frame, formula, rhs, what="fixed effect")
@@ -421,17 +421,13 @@ def design_from_formula(
                 correlated=correlated.get(fname, True),
             )
         )
-    y = None
+    y = trials = None
     if response is not None and response in frame.columns:
         y = finite_column(response, frame[response])
-    design = Design(
-        X=X,
-        fixed_names=fixed_names,
-        factors=tuple(factors),
-        y=y,
-        formula=cleaned,
-        response=response,
-    )
+    if outcome is not None and (y is not None or outcome.trials_column in (None, *frame)):
+        trials = outcome.trials_values(frame)  # (N,) or None; simulate reads them without y
+    design = Design(X=X, fixed_names=fixed_names, factors=tuple(factors), y=y,
+                    formula=cleaned, response=response, trials=trials)  # fmt: skip
     if y is not None:
         _check_fittable(design)
         _warn_single_row_levels(factors)

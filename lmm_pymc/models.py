@@ -11,6 +11,11 @@
       b_k[j] ~ N(0, Sigma_f)                                dims (<factor>, <factor>_effect)
     y ~ Normal(X beta + sum_f (Z_f * b_f[g_f]).sum(1), sigma)
 
+A binary or count outcome (``family=``, :mod:`lmm_pymc.families`) keeps the linear
+predictor ``eta = X beta + sum_f (Z_f * b_f[g_f]).sum(1)`` and changes the last line only,
+e.g. ``y ~ Bernoulli(invlogit(eta))`` (no ``sigma``; the negative binomial's ``alpha``
+instead); its effects are sampled (``cholesky``, the default there, or ``lkj_corr``).
+
 The priors are :mod:`lmm_pymc.priors`' (default: on the data's scale,
 :func:`~lmm_pymc.priors.default_priors`; ``Priors.tutorial()`` is the tutorial's).
 
@@ -50,6 +55,7 @@ import pytensor.tensor as pt
 from .checks import choice
 from .compiled import packed_input, probe_blas, register_numba_positive_definite
 from .design import Design, GroupedStatistics, GroupingFactor
+from .families import Family, check_design, family as as_family
 from .marginal import (
     MarginalPlan,
     crossed_marginal_loglik,
@@ -65,13 +71,27 @@ __all__ = ["PARAMETRIZATIONS", "build_model", "resolve_parametrization"]
 
 
 def resolve_parametrization(
-    data: Design | GroupedStatistics, parametrization: str | None = None
-) -> str:
+    data: Design | GroupedStatistics, parametrization: str | None = None,
+    family: Family | None = None,
+) -> str:  # fmt: skip
     """The parametrization to use for ``data``: ``parametrization`` after checking that it
-    applies, or the default (``marginal``: one factor's random effects integrated out)."""
+    applies, or the default (``marginal``: one factor's random effects integrated out;
+    ``cholesky`` for a non-Gaussian ``family``, whose effects do not integrate out)."""
+    gaussian = family is None or family.is_gaussian
+    if not gaussian and isinstance(data, GroupedStatistics):
+        raise ValueError(
+            f"family {family.name!r} needs the rows (a data frame, simulation or Design), "
+            "found per-group sums (from files or statistics), which serve family 'gaussian' only"
+        )
     if parametrization is None:
-        return "marginal"
+        return "marginal" if gaussian else "cholesky"
     choice("parametrization", parametrization, PARAMETRIZATIONS)
+    if not gaussian and parametrization == "marginal":
+        raise ValueError(
+            "parametrization 'marginal' integrates the random effects out exactly, which holds "
+            f"for family 'gaussian' only, found family={family.name!r}; use 'cholesky' (the "
+            "default for other families) or 'lkj_corr'"
+        )
     if isinstance(data, GroupedStatistics) and parametrization != "marginal":
         raise ValueError(
             "data given as per-group statistics can only be fitted with parametrization="
@@ -183,10 +203,13 @@ def _rows_mean(design: Design, beta, effects: dict[str, FactorEffects]) -> pt.Te
     return mu
 
 
-def _conditional_likelihood(design: Design, beta, sigma, effects) -> None:
-    """``y ~ Normal(X beta + sum_f Z_f b_f, sigma)``, row by row (``cholesky``, ``lkj_corr``)."""
+def _conditional_likelihood(design: Design, family: Family, beta, params, effects) -> None:
+    """``y ~ family(X beta + sum_f Z_f b_f, params)``, row by row (``cholesky``,
+    ``lkj_corr``); ``Normal(., sigma)`` for the Gaussian."""
     y = pm.Data("y_obs", design.y, dims="obs")
-    pm.Normal("y", mu=_rows_mean(design, beta, effects), sigma=sigma, observed=y, dims="obs")
+    trials = None if design.trials is None else pm.Data("trials", design.trials, dims="obs")
+    eta = _rows_mean(design, beta, effects)
+    family.likelihood("y", eta, params, observed=y, trials=trials, dims="obs")
 
 
 def _grouped_likelihood(plan: MarginalPlan, beta, sigma, effects) -> None:
@@ -239,7 +262,7 @@ MARGINAL_LIKELIHOODS = {
 }
 
 
-def _checked(data, priors, parametrization, integrate, plan):
+def _checked(data, priors, parametrization, integrate, plan, family):
     """Validated ``(parametrization, priors, plan)`` for :func:`build_model`."""
     if not isinstance(data, Design | GroupedStatistics):
         raise TypeError(
@@ -247,8 +270,10 @@ def _checked(data, priors, parametrization, integrate, plan):
         )
     if isinstance(data, Design) and data.y is None:
         raise ValueError("design must carry an outcome y to build a model, found y=None")
-    parametrization = resolve_parametrization(data, parametrization)
-    priors = default_priors(data) if priors is None else priors
+    parametrization = resolve_parametrization(data, parametrization, family)
+    if isinstance(data, Design):
+        check_design(family, data)
+    priors = default_priors(data, family) if priors is None else priors
     if not isinstance(priors, Priors):
         raise TypeError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
     if parametrization != "marginal":
@@ -275,6 +300,8 @@ def build_model(
     priors: Priors | None = None,
     integrate: str | None = None,
     plan: MarginalPlan | None = None,
+    family: str | Family | None = None,
+    link: str | None = None,
 ) -> pm.Model:
     """Build the PyMC model of a design (module docstring).
 
@@ -296,6 +323,10 @@ def build_model(
         With ``marginal``: the fit's plan when already made (as :func:`lmm_pymc.fit` does,
         to reuse its statistics for the exact draws of the integrated effects); default
         ``MarginalPlan.from_data(data, integrate)``.
+    family, link : str, optional
+        The outcome's family and link (:func:`lmm_pymc.families.family`): default
+        ``"gaussian"``; ``"bernoulli"``, ``"binomial"`` (trials in the formula),
+        ``"poisson"``, ``"negbinomial"``.
 
     Returns
     -------
@@ -311,13 +342,16 @@ def build_model(
     >>> sorted(v.name for v in build_model(design).free_RVs)
     ['beta', 'chol_cov_group_id', 'sigma']
     """
-    parametrization, priors, plan = _checked(data, priors, parametrization, integrate, plan)
+    family = as_family(family, link)
+    parametrization, priors, plan = _checked(data, priors, parametrization, integrate, plan,
+                                             family)  # fmt: skip
     probe_blas()  # PyTensor's BLAS probe, once and without its warning
-    resolved = priors.resolve(data.fixed_names, data.factors)
+    resolved = priors.resolve(data.fixed_names, data.factors, family.parameters)
     grouped_only = plan is not None and plan.likelihood == "grouped"
     coords = plan.grouped.coords() if grouped_only else data.coords()
     with pm.Model(coords=coords) as model:
-        sigma = resolved.sigma.create_variable("sigma")
+        # the family's own parameters: sigma (Gaussian), alpha (negative binomial) or none
+        params = {p: resolved.parameters[p].create_variable(p) for p in family.parameters}
         integrated = plan.integrated_names if plan is not None else ()
         effects = _factor_effects(data.factors, parametrization, resolved, integrated)
         # last of the sampled vector, its hyperparameters an input of their own: no slice
@@ -325,7 +359,7 @@ def build_model(
         # (lmm_pymc.compiled, docs/measurements.md)
         beta = variable("beta", resolved.fixed, dims="fixed_effect", own_input=True)
         if plan is not None:
-            MARGINAL_LIKELIHOODS[plan.likelihood](plan, beta, sigma, effects)
+            MARGINAL_LIKELIHOODS[plan.likelihood](plan, beta, params["sigma"], effects)
         else:
-            _conditional_likelihood(data, beta, sigma, effects)
+            _conditional_likelihood(data, family, beta, params, effects)
     return model

@@ -7,7 +7,11 @@ PyMC or PyTensor. :mod:`lmm_pymc.models` and :mod:`lmm_pymc.sampling` import the
 
 from __future__ import annotations
 
-__all__ = ["CROSSCHECK_PAIRS", "PARAMETRIZATIONS", "SAMPLERS"]
+__all__ = ["CROSSCHECK_PAIRS", "FAMILY_NAMES", "PARAMETRIZATIONS", "SAMPLERS"]
+
+#: The outcome families :func:`lmm_pymc.fit` accepts (:mod:`lmm_pymc.families`; a test keeps
+#: the two equal); the first is the default.
+FAMILY_NAMES: tuple[str, ...] = ("gaussian", "bernoulli", "binomial", "poisson", "negbinomial")
 
 #: Names of the parametrizations :func:`lmm_pymc.build_model` accepts.
 PARAMETRIZATIONS: tuple[str, ...] = ("marginal", "cholesky", "lkj_corr")

@@ -16,8 +16,8 @@ Names, the same in every parametrization, in the posterior and in :class:`Truth`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -146,18 +146,21 @@ class Truth:
     ----------
     beta : ndarray, shape (p,)
         In the order of ``design.fixed_names``.
-    sigma : float
-        Residual sd.
+    sigma : float or None
+        Residual sd (None for a family without one, :mod:`lmm_pymc.families`).
     factors : dict
         Factor name -> :class:`FactorTruth`.
     design : Design
         The design the values belong to (names, labels).
+    parameters : dict
+        The outcome family's other parameters by name (the negative binomial's ``alpha``).
     """
 
     beta: np.ndarray
-    sigma: float
+    sigma: float | None
     factors: dict[str, FactorTruth]
     design: Design
+    parameters: Mapping[str, float] = field(default_factory=dict)
 
     def values(self, *, random_effects: bool = False) -> dict[str, tuple[str, dict, float]]:
         """Display name -> (posterior variable, coordinate selection, true value).
@@ -171,7 +174,9 @@ class Truth:
             f"beta[{n}]": ("beta", {"fixed_effect": n}, float(v))
             for n, v in zip(d.fixed_names, self.beta, strict=True)
         }
-        out["sigma"] = ("sigma", {}, float(self.sigma))
+        if self.sigma is not None:
+            out["sigma"] = ("sigma", {}, float(self.sigma))
+        out.update({name: (name, {}, float(v)) for name, v in self.parameters.items()})
         for f in d.factors:
             t = self.factors[f.name]
             for k, term in enumerate(f.terms):

@@ -5,6 +5,9 @@ For posterior draw ``s`` and row ``i``::
 
     mu_si = X_i beta_s + sum_f Z_fi b_f,s[g_f(i)]          y_si ~ Normal(mu_si, sigma_s)
 
+or, for a binary or count outcome, ``y_si ~ family(g^-1(mu_si))`` (:mod:`lmm_pymc.families`,
+the fit's ``attrs["family"]`` and ``attrs["link"]``): its log pmf, its draws and its mean.
+
 * :func:`add_log_likelihood`: ``log_likelihood["y"]`` (chain, draw, obs) is the conditional
   log density of each row given the draw's random effects, the one variable ``az.loo``,
   ``az.waic``, ``az.compare`` and ``az.plot_loo_pit`` read by default; it estimates the fit
@@ -33,7 +36,9 @@ import pandas as pd
 import xarray as xr
 
 from .design import Design, GroupedStatistics
+from .families import Family, family as as_family
 from .formula import formula_columns, design_from_formula, split_formula
+from .response import parse_response
 
 __all__ = [
     "add_log_likelihood",
@@ -91,17 +96,32 @@ def _replace_group(idata: az.InferenceData, name: str, ds: xr.Dataset) -> None:
         idata.add_groups({name: ds})
 
 
-def add_log_likelihood(idata: az.InferenceData, design: Design | GroupedStatistics) -> None:
+def _family(idata: az.InferenceData, family: Family | None) -> Family:
+    """``family``, or the fit's (its attrs; a fit without them is Gaussian)."""
+    if family is not None:
+        return family
+    return as_family(idata.attrs.get("family", "gaussian"), idata.attrs.get("link") or None)
+
+
+def _parameters(posterior: xr.Dataset, family: Family) -> dict[str, np.ndarray]:
+    """(S, 1) draws of the family's own parameters (``sigma``, ``alpha``)."""
+    return {p: _draws(posterior, p)[:, None] for p in family.parameters}
+
+
+def add_log_likelihood(
+    idata: az.InferenceData, design: Design | GroupedStatistics, family: Family | None = None
+) -> None:
     """Add ``log_likelihood["y"]`` to ``idata`` (module docstring): per row (``obs``) given
     the draw's random effects for a :class:`Design`; per group with the effects integrated
-    out for per-group sums (rows are gone: leave-one-group-out is the only LOO there)."""
+    out for per-group sums (rows are gone: leave-one-group-out is the only LOO there).
+    ``family`` defaults to the fit's."""
     post = idata.posterior
     if isinstance(design, GroupedStatistics):
         ds = _group_dataset(post, design)
     else:
+        family = _family(idata, family)
         mu = linear_predictor(post, design)
-        sigma = _draws(post, "sigma")[:, None]
-        ll = -0.5 * np.log(2 * np.pi) - np.log(sigma) - 0.5 * ((design.y[None] - mu) / sigma) ** 2
+        ll = family.log_density(design.y[None], mu, _parameters(post, family), design.trials)
         ds = _dataset(ll, post, ("obs",), {"obs": np.arange(design.n_obs)})
     _replace_group(idata, "log_likelihood", ds)
 
@@ -158,6 +178,13 @@ def group_log_likelihood(
     --------
     >>> loo_groups = az.loo(lmm_pymc.group_log_likelihood(idata))  # doctest: +SKIP
     """
+    family = _family(idata, None)
+    if not family.is_gaussian:
+        raise ValueError(
+            "group_log_likelihood integrates each group's effects out exactly, which holds for "
+            f"family 'gaussian' only, found a fit of family {family.name!r}; use az.loo(idata) "
+            "(per row) instead"
+        )
     if data is None:
         data = _fitted_design(idata)
     if isinstance(data, Design):
@@ -191,14 +218,17 @@ def _fitted_design(idata: az.InferenceData) -> Design:
 
 
 def add_posterior_predictive(
-    idata: az.InferenceData, design: Design, seed: int | np.random.Generator | None = None
-) -> None:
-    """Add ``posterior_predictive["y"]`` (replicated data per draw) and
-    ``observed_data["y"]``."""
+    idata: az.InferenceData, design: Design, seed: int | np.random.Generator | None = None,
+    family: Family | None = None,
+) -> None:  # fmt: skip
+    """Add ``posterior_predictive["y"]`` (replicated data per draw: values, 0/1, counts or
+    successes out of the trials) and ``observed_data["y"]``; ``family`` defaults to the
+    fit's."""
     rng = np.random.default_rng(seed)
     post = idata.posterior
+    family = _family(idata, family)
     mu = linear_predictor(post, design)
-    y_rep = mu + _draws(post, "sigma")[:, None] * rng.standard_normal(mu.shape)
+    y_rep = family.draw(rng, mu, _parameters(post, family), design.trials)
     coords = {"obs": np.arange(design.n_obs)}
     _replace_group(idata, "posterior_predictive", _dataset(y_rep, post, ("obs",), coords))
     _replace_group(idata, "observed_data", xr.Dataset({"y": ("obs", design.y)}, coords=coords))
@@ -207,8 +237,9 @@ def add_posterior_predictive(
 def store_data(idata: az.InferenceData, frame: pd.DataFrame, formula: str) -> None:
     """Keep the columns ``formula`` uses in ``idata.constant_data`` (for :func:`predict`)."""
     rhs, response, _, _ = split_formula(formula)
+    trials = parse_response(formula.split("~")[0], formula).trials_column if response else None
     data = {}
-    for c in sorted(formula_columns(rhs, frame) - {response}):
+    for c in sorted((formula_columns(rhs, frame) | ({trials} - {None})) - {response}):
         values = frame[c].to_numpy()
         data[c] = ("obs", values.astype(str) if values.dtype == object else values)
     _replace_group(idata, "constant_data", xr.Dataset(data, coords={"obs": np.arange(len(frame))}))
@@ -243,6 +274,24 @@ def _new_effects(posterior: xr.Dataset, design: Design, n_fitted: dict[str, int]
     return out
 
 
+def _new_rows(
+    idata: az.InferenceData, new_data: pd.DataFrame, formula: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The fitted rows' columns and ``new_data``'s same columns, coded alike."""
+    fitted = _fitted_frame(idata)
+    missing = [c for c in fitted.columns if c not in new_data.columns]
+    if missing:
+        raise ValueError(
+            f"new_data lacks column(s) {missing} that the formula {formula!r} uses; columns "
+            f"found: {list(new_data.columns)}"
+        )
+    new = new_data[list(fitted.columns)].reset_index(drop=True)
+    for c in fitted.columns:  # the fitted frame stores text labels as text
+        if fitted[c].dtype == object or pd.api.types.is_string_dtype(fitted[c]):
+            new[c] = new[c].astype(str)
+    return fitted, new
+
+
 def predict(
     idata: az.InferenceData,
     new_data: pd.DataFrame,
@@ -265,8 +314,12 @@ def predict(
         theirs from ``N(0, Sigma)``; ``False``: the fixed effects alone, ``X beta``.
     allow_new_levels : bool
         With ``False``, a level absent from the fit is an error.
-    kind : {"response", "mean"}
-        ``"response"``: draws of y (with residual noise); ``"mean"``: draws of ``mu``.
+    kind : {"response", "mean", "link"}
+        ``"response"``: draws of y (with residual noise; 0/1, counts or successes out of the
+        trials for other families); ``"mean"``: draws of E[y] on the response scale
+        (``g^-1(eta)``: a probability for bernoulli, ``n g^-1(eta)`` successes for
+        binomial, whose ``new_data`` then needs the trials column); ``"link"``: draws of the
+        linear predictor ``eta`` (for the Gaussian all three but ``"response"`` coincide).
     seed : int or Generator, optional
         For the new groups' effects and the residual noise.
 
@@ -276,8 +329,8 @@ def predict(
         ``predictions["y"]`` (chain, draw, obs) and ``predictions_constant_data`` holding
         ``new_data``'s columns.
     """
-    if kind not in ("response", "mean"):
-        raise ValueError(f"kind must be 'response' or 'mean', found {kind!r}")
+    if kind not in ("response", "mean", "link"):
+        raise ValueError(f"kind must be 'response', 'mean' or 'link', found {kind!r}")
     if not isinstance(new_data, pd.DataFrame):
         raise TypeError(f"new_data must be a non-empty pandas DataFrame, found {new_data!r}")
     if new_data.empty:
@@ -285,17 +338,7 @@ def predict(
     formula = idata.attrs.get("formula")
     if not formula:
         raise ValueError("idata must carry the attr 'formula' of lmm_pymc.fit, found none")
-    fitted = _fitted_frame(idata)
-    missing = [c for c in fitted.columns if c not in new_data.columns]
-    if missing:
-        raise ValueError(
-            f"new_data lacks column(s) {missing} that the formula {formula!r} uses; columns "
-            f"found: {list(new_data.columns)}"
-        )
-    new = new_data[list(fitted.columns)].reset_index(drop=True)
-    for c in fitted.columns:  # the fitted frame stores text labels as text
-        if fitted[c].dtype == object or pd.api.types.is_string_dtype(fitted[c]):
-            new[c] = new[c].astype(str)
+    fitted, new = _new_rows(idata, new_data, formula)
     both = pd.concat([fitted, new], ignore_index=True)
     rhs_formula = formula.split("~", 1)[1]
     design = design_from_formula(rhs_formula, both, require_response=False)
@@ -318,8 +361,13 @@ def predict(
     effects = _new_effects(post, design, n_fitted, rng) if random_effects else None
     mu = linear_predictor(post, design, random_effects=random_effects, new_effects=effects)
     mu = mu[:, rows]
-    if kind == "response":
-        mu = mu + _draws(post, "sigma")[:, None] * rng.standard_normal(mu.shape)
+    family = _family(idata, None)
+    lhs = formula.split("~", 1)[0]
+    trials = parse_response(lhs, formula).trials_values(new) if family.needs_trials else None
+    if kind == "mean":
+        mu = family.mean(mu, trials)
+    elif kind == "response":
+        mu = family.draw(rng, mu, _parameters(post, family), trials)
     coords = {"obs": np.arange(len(rows))}
     out = az.InferenceData(predictions=_dataset(mu, post, ("obs",), coords))
     data = {c: ("obs", new[c].to_numpy()) for c in new.columns}

@@ -251,8 +251,9 @@ class Diagnostics:
         return self.divergences == 0 and not self.max_r_hat > 1.01
 
 
-#: The variables whose r_hat and ESS are checked by default: every model's scalars.
-CHECKED: tuple[str, ...] = ("beta", "sigma", "sigs")
+#: The variables whose r_hat and ESS are checked by default: every model's scalars (those
+#: present: no ``sigma`` for a binary or count outcome, the negative binomial's ``alpha``).
+CHECKED: tuple[str, ...] = ("beta", "sigma", "sigs", "alpha")
 
 
 def diagnose(

@@ -7,6 +7,11 @@ For the design of :func:`lmm_pymc.formula.design_from_formula`, the tutorial's t
             random_outcome = Z b = sum_f (Z_f * b_f[g_f]).sum(1)            (N,)
     Step 3  y = fixed_outcome + random_outcome + e,   e ~ N(0, sigma^2)
 
+A binary or count outcome (``family=``, :mod:`lmm_pymc.families`) replaces Step 3 by a
+draw from the family given ``eta = fixed_outcome + random_outcome``, e.g.
+``y ~ Bernoulli(invlogit(eta))`` or ``y ~ Binomial(n, invlogit(eta))`` with the trials of
+the formula's ``y | trials(n)``.
+
 Randomness enters only through ``seed``. With no formula, data or parameters this is the
 tutorial's experiment (:mod:`lmm_pymc.tutorial`). This module knows nothing about PyMC or
 Stan.
@@ -23,6 +28,8 @@ import pandas as pd
 from . import tutorial
 from .checks import exact_keys
 from .design import Design
+from .families import Family, check_design
+from .families import family as as_family
 from .formula import design_from_formula
 from .parameters import (
     FactorTruth,
@@ -51,14 +58,18 @@ class Simulation:
         X, the per-factor Z and indices, with ``y`` attached.
     truth : Truth
         beta, residual sd and per factor the sds, correlation and random effects.
-    epsilon : ndarray, shape (N,)
-        The residuals drawn in Step 3, so that ``y = X beta + Z b + epsilon`` exactly.
+    epsilon : ndarray, shape (N,), or None
+        The residuals drawn in Step 3, so that ``y = X beta + Z b + epsilon`` exactly (None
+        for a non-Gaussian family, whose y is drawn given ``X beta + Z b``).
+    family : Family
+        The outcome's family and link (:mod:`lmm_pymc.families`).
     """
 
     data: pd.DataFrame
     design: Design
     truth: Truth
-    epsilon: np.ndarray
+    epsilon: np.ndarray | None
+    family: Family = as_family()
 
 
 def draw_random_effects(Sigma: np.ndarray, n_levels: int, rng: np.random.Generator) -> np.ndarray:
@@ -120,6 +131,63 @@ def _factor_parameters(f, spec: Mapping[str, object]) -> tuple[np.ndarray, np.nd
     return sigs, R
 
 
+def _with_defaults(formula: str, data, beta, groups, sigma, fam: Family):
+    """``(data, beta, groups, sigma)``: the tutorial's where not given for its formula;
+    an error naming what is missing for any other formula."""
+    is_tutorial = formula == tutorial.FORMULA
+    if data is None:
+        if not is_tutorial:
+            raise ValueError(f"data must be given for the formula {formula!r}, found None")
+        data = tutorial.design_frame()
+    if is_tutorial:
+        defaults = tutorial.parameters()
+        beta = defaults["beta"] if beta is None else beta
+        groups = defaults["groups"] if groups is None else groups
+        sigma = defaults["sigma"] if sigma is None and fam.is_gaussian else sigma
+    needed = (("beta", beta), ("groups", groups), ("sigma", sigma if fam.is_gaussian else 0))
+    missing = [n for n, v in needed if v is None]
+    if missing:
+        raise ValueError(
+            f"{', '.join(missing)} must be given to simulate {formula!r} (only the tutorial's "
+            f"formula has default values), found None"
+        )
+    return data, beta, groups, sigma
+
+
+def _random_outcome(design: Design, specs: dict, rng: np.random.Generator):
+    """Step 2: per factor ``b`` (J_f, q_f), one row per level, and the (N,) sum over the
+    factors of ``(Z_f * b_f[g_f]).sum(1)``."""
+    factors: dict[str, FactorTruth] = {}
+    random_outcome = np.zeros(design.n_obs)
+    for f in design.factors:
+        sigs, R = specs[f.name]
+        b = draw_random_effects(covariance_matrix(sigs, R), f.n_levels, rng)
+        factors[f.name] = FactorTruth(sigs=sigs, R=R, b=b)
+        random_outcome += np.sum(f.Z * b[f.index], axis=1)
+    return factors, random_outcome
+
+
+def _positive(name: str, value: object, what: str) -> float:
+    v = float(value)  # type: ignore[arg-type]
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} ({what}) must be > 0, found {value!r}")
+    return v
+
+
+def _family_parameters(fam: Family, sigma, alpha) -> dict[str, float]:
+    """The family's own parameters by name, each given exactly where the family has it."""
+    given = {"sigma": sigma, "alpha": alpha}
+    extra = [n for n, v in given.items() if v is not None and n not in fam.parameters]
+    missing = [n for n in fam.parameters if given[n] is None]
+    if extra or missing:
+        raise ValueError(
+            f"family {fam.name!r} takes the parameter(s) {list(fam.parameters)}, found "
+            f"{', '.join(f'{n}={given[n]!r}' for n in extra + missing)}"
+        )
+    what = {"sigma": "residual sd", "alpha": "negative binomial shape"}
+    return {n: _positive(n, given[n], what[n]) for n in fam.parameters}
+
+
 def simulate(
     formula: str | None = None,
     data: pd.DataFrame | None = None,
@@ -128,6 +196,9 @@ def simulate(
     groups: Mapping[str, Mapping[str, object]] | None = None,
     sigma: float | None = None,
     seed: SeedLike = None,
+    family: str | Family | None = None,
+    link: str | None = None,
+    alpha: float | None = None,
 ) -> Simulation:
     """Simulate the response of ``formula`` for the predictors in ``data``.
 
@@ -147,9 +218,16 @@ def simulate(
         (identity) and must be omitted or the identity for an uncorrelated ``||`` term;
         ``"rho"`` gives the correlation of a 2 x 2 ``R``.
     sigma : float, optional
-        Residual sd (> 0).
+        Residual sd (> 0); family ``gaussian`` only.
     seed : int, numpy.random.Generator or None
         The only source of randomness; the same seed gives the same data.
+    family, link : str, optional
+        The outcome's family and link (:func:`lmm_pymc.families.family`), default
+        ``gaussian``; ``beta`` and the random effects are then on the link's scale and a
+        binomial formula names its trials, ``"y | trials(n) ~ ..."``.
+    alpha : float, optional
+        The negative binomial's shape (``var = mu + mu^2 / alpha``); family
+        ``negbinomial`` only.
 
     ``beta``, ``groups`` and ``sigma`` default to the tutorial's values
     (:func:`lmm_pymc.tutorial.parameters`) for the tutorial's formula and are required
@@ -173,52 +251,37 @@ def simulate(
     (6, 1)
     """
     formula = tutorial.FORMULA if formula is None else formula
-    is_tutorial = formula == tutorial.FORMULA
-    if data is None:
-        if not is_tutorial:
-            raise ValueError(f"data must be given for the formula {formula!r}, found None")
-        data = tutorial.design_frame()
-    if is_tutorial:
-        defaults = tutorial.parameters()
-        beta = defaults["beta"] if beta is None else beta
-        groups = defaults["groups"] if groups is None else groups
-        sigma = defaults["sigma"] if sigma is None else sigma
-    missing = [n for n, v in (("beta", beta), ("groups", groups), ("sigma", sigma)) if v is None]
-    if missing:
-        raise ValueError(
-            f"{', '.join(missing)} must be given to simulate {formula!r} (only the tutorial's "
-            f"formula has default values), found None"
-        )
+    fam = as_family(family, link)
+    data, beta, groups, sigma = _with_defaults(formula, data, beta, groups, sigma, fam)
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame, found {type(data).__name__}")
     design = design_from_formula(formula, data, require_response=False)
     if design.response is None:
         raise ValueError(f"formula must name the response to simulate (y ~ ...), found {formula!r}")
     beta_arr = _beta_vector(beta, design.fixed_names)
-    sigma_f = float(sigma)
-    if not np.isfinite(sigma_f) or sigma_f <= 0:
-        raise ValueError(f"sigma (residual sd) must be > 0, found {sigma!r}")
+    params = _family_parameters(fam, sigma, alpha)
     exact_keys("groups", groups, [f.name for f in design.factors], "grouping factor")
     specs = {f.name: _factor_parameters(f, groups[f.name]) for f in design.factors}
 
+    if not fam.is_gaussian:  # the trials of a binomial (given, whole, positive) before drawing
+        check_design(fam, design.with_y(np.zeros(design.n_obs)))
     rng = np.random.default_rng(seed)
     # Step 1: (N,) = X beta
     fixed_outcome = design.X @ beta_arr
-    # Step 2: per factor b (J_f, q_f), one row per level; (N,) += (Z_f * b_f[g_f]).sum(1)
-    factors: dict[str, FactorTruth] = {}
-    random_outcome = np.zeros(design.n_obs)
-    for f in design.factors:
-        sigs, R = specs[f.name]
-        b = draw_random_effects(covariance_matrix(sigs, R), f.n_levels, rng)
-        factors[f.name] = FactorTruth(sigs=sigs, R=R, b=b)
-        random_outcome += np.sum(f.Z * b[f.index], axis=1)
-    # Step 3
-    epsilon = rng.normal(0.0, sigma_f, size=design.n_obs)
-    y = fixed_outcome + random_outcome + epsilon
+    # Step 2
+    factors, random_outcome = _random_outcome(design, specs, rng)
+    # Step 3: y given eta = fixed_outcome + random_outcome
+    epsilon = None
+    if fam.is_gaussian:
+        epsilon = rng.normal(0.0, params["sigma"], size=design.n_obs)
+        y = fixed_outcome + random_outcome + epsilon
+    else:
+        y = fam.draw(rng, fixed_outcome + random_outcome, params, design.trials)
     out = data.reset_index(drop=True).copy()
     out[design.response] = y
     out["fixed_outcome"] = fixed_outcome
     out["random_outcome"] = random_outcome
     design = design.with_y(y)
-    truth = Truth(beta=beta_arr, sigma=sigma_f, factors=factors, design=design)
-    return Simulation(data=out, design=design, truth=truth, epsilon=epsilon)
+    truth = Truth(beta=beta_arr, sigma=params.get("sigma"), factors=factors, design=design,
+                  parameters={n: v for n, v in params.items() if n != "sigma"})  # fmt: skip
+    return Simulation(data=out, design=design, truth=truth, epsilon=epsilon, family=fam)

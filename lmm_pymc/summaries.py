@@ -1,6 +1,8 @@
 """A fit's summary as a statistician reads it, in the spirit of ``summary(brm(...))``:
 fixed effects, random-effect sds and correlations per factor, residual sd, each with a
-95% interval, R-hat and effective sample sizes, the divergences and the priors used."""
+95% interval, R-hat and effective sample sizes, the divergences and the priors used. A fit of
+a binary or count outcome names its family and link and has no residual sd (the negative
+binomial's ``alpha`` in its place)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from .families import family as as_family
 
 if TYPE_CHECKING:
     import arviz as az
@@ -30,14 +34,17 @@ class FitSummary:
     residual: pd.DataFrame
     priors: pd.DataFrame
     divergences: int
+    #: Title of ``residual``: the residual sd, or the family's own parameters (may be none).
+    residual_title: str = "Residual"
 
     def __str__(self) -> str:
         parts = [self.header, "", "Group-level effects:"]
         for name, table in self.groups.items():
             parts += [f"~{name}", text_table(table, index=True), ""]
-        parts += ["Population-level effects:", text_table(self.fixed, index=True), "",
-                  "Residual:", text_table(self.residual, index=True), "",
-                  "Priors:", self.priors.to_string(index=False), "",
+        parts += ["Population-level effects:", text_table(self.fixed, index=True), ""]
+        if len(self.residual):
+            parts += [f"{self.residual_title}:", text_table(self.residual, index=True), ""]
+        parts += ["Priors:", self.priors.to_string(index=False), "",
                   f"Divergent transitions after warmup: {self.divergences}"]  # fmt: skip
         if self.divergences:
             parts.append("(raise target_accept; see the SamplingWarning)")
@@ -106,8 +113,11 @@ def summary(idata: az.InferenceData) -> FitSummary:
     stats = idata.sample_stats
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     n_obs = idata.observed_data.sizes["obs"] if "observed_data" in idata.groups() else "?"
+    family = idata.attrs.get("family", "gaussian")
+    own = list(as_family(family, idata.attrs.get("link") or None).parameters)  # sigma, alpha
     header = (
-        f"Formula: {idata.attrs.get('formula', '?')}\n"
+        (f"Family: {family} (link: {idata.attrs.get('link')})\n" if family != "gaussian" else "")
+        + f"Formula: {idata.attrs.get('formula', '?')}\n"
         f"Parametrization: {idata.attrs.get('parametrization', '?')}; sampler "
         f"{idata.attrs.get('sampler', '?')}; {post.sizes['chain']} chains x "
         f"{post.sizes['draw']} draws; observations: {n_obs}"
@@ -117,7 +127,8 @@ def summary(idata: az.InferenceData) -> FitSummary:
         header=header,
         fixed=_table(idata, "beta"),
         groups=groups,
-        residual=_table(idata, "sigma"),
+        residual=pd.concat([_table(idata, v) for v in own]) if own else pd.DataFrame(),
         priors=pd.DataFrame(prior_rows, columns=["parameter", "prior"]),
         divergences=divergences,
+        residual_title="Residual" if family == "gaussian" else "Family-specific parameters",
     )

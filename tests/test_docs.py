@@ -25,8 +25,8 @@ def python_blocks(page: str) -> list[str]:
 
 
 def test_blocks_are_found() -> None:
-    # the extraction itself can fail: the README has three blocks, a page without any none
-    assert len(python_blocks("README.md")) == 3
+    # the extraction itself can fail: the README has four blocks, a page without any none
+    assert len(python_blocks("README.md")) == 4
     assert python_blocks("docs/notebooks.md") == []
     assert "lmm_pymc.fit(df" in python_blocks("README.md")[1]
 

@@ -101,13 +101,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
     config = sampler_config(args)
     from ..formula import design_from_formula
 
+    from ..families import check_design, family
+
     design = design_from_formula(formula, data)  # data errors before PyMC is imported
-    priors = priors_from_args(args, design)
+    outcome = family(args.family, args.link)
+    check_design(outcome, design)
+    priors = priors_from_args(args, design, outcome)
     from ..fitting import fit
     from ..summaries import summary
 
     idata = fit(data, formula, parametrization=args.parametrization, priors=priors,
-                sampling=config)  # fmt: skip
+                sampling=config, family=outcome)  # fmt: skip
     print(summary(idata))
     if out is not None:
         with atomic_path(out) as tmp:
@@ -116,11 +120,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def priors_from_args(args: argparse.Namespace, design):
-    """``--prior NAME=PRIOR`` options over the data-scale defaults (or the tutorial's)."""
+def priors_from_args(args: argparse.Namespace, design, family=None):
+    """``--prior NAME=PRIOR`` options over the data-scale defaults (or the tutorial's) of
+    the outcome's ``family`` (:class:`lmm_pymc.families.Family`, default Gaussian)."""
+    from ..families import family as as_family
     from ..priors import Priors, default_priors, parse_prior
 
-    base = Priors.tutorial() if args.tutorial_priors else default_priors(design)
+    family = as_family(family)
+    base = Priors.tutorial() if args.tutorial_priors else default_priors(design, family)
     terms, sigma = dict(base.terms), base.sigma
     for text in args.prior or []:
         name, sep, prior = text.partition("=")
@@ -135,7 +142,7 @@ def priors_from_args(args: argparse.Namespace, design):
             terms[name] = prior if name.startswith("R[") else parse_prior(prior)
     priors = Priors(fixed=base.fixed, sigs=base.sigs, sigma=sigma, lkj_eta=base.lkj_eta,
                     terms=terms)  # fmt: skip
-    priors.resolve(design.fixed_names, design.factors)  # unknown names: an error now
+    priors.resolve(design.fixed_names, design.factors, family.parameters)  # unknown names: now
     return priors
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..checks import non_negative_int, positive_int, probability
-from ..options import CROSSCHECK_PAIRS, PARAMETRIZATIONS, SAMPLERS
+from ..options import CROSSCHECK_PAIRS, FAMILY_NAMES, PARAMETRIZATIONS, SAMPLERS
 from . import commands
 
 __all__ = ["build_parser"]
@@ -147,6 +147,13 @@ def _fit_parser(sub) -> None:
                           "'sigs[subject]=halfnormal(20)', 'sigs[x|subject]=exponential(1)', "
                           "'R[subject]=4' (LKJ shape), 'sigma=halfstudent_t(3, 30)' (default: "
                           "weakly informative on the data's scale)")  # fmt: skip
+    fit.add_argument("--family", default="gaussian", choices=FAMILY_NAMES,
+                     help="the outcome's family (default: %(default)s); binomial names its "
+                          "trials in the formula: 'y | trials(n) ~ ...'")  # fmt: skip
+    fit.add_argument("--link", default=None,
+                     help="the family's link (default: its first): logit, probit, "
+                          "cloglog (bernoulli, binomial); log, identity (poisson); log "
+                          "(negbinomial)")  # fmt: skip
     fit.add_argument(
         "--tutorial-priors",
         action="store_true",
@@ -163,9 +170,10 @@ def _predict_parser(sub) -> None:
     p.add_argument("--out", required=True, help="CSV to write: the rows with mean, sd, q2.5, q97.5")
     p.add_argument(
         "--kind",
-        choices=("response", "mean"),
+        choices=("response", "mean", "link"),
         default="response",
-        help="draws of y (with residual noise) or of its mean (default: %(default)s)",
+        help="draws of y (with residual noise), of its mean or of the linear predictor "
+        "(default: %(default)s)",
     )
     p.add_argument("--fixed-only", action="store_true", help="the fixed effects alone (X beta)")
     p.add_argument(

@@ -32,6 +32,20 @@ follows brms and rstanarm. The priors shift and scale with y and x, so a fit doe
 depend on the units of the data. A constant column k (no intercept in the formula) uses
 its root mean square for ``s_k``.
 
+A binary or count outcome (``family=``, :mod:`lmm_pymc.families`) has the same priors on
+its link's scale, as rstanarm's and brms's defaults for GLMs: ``s_y = 1`` and ``m_y`` the
+link of the mean response, and no ``sigma``::
+
+    logit, probit, cloglog   m_y = g(mean of y), binomial g(successes / trials)
+                             (half a success added, so that it stays inside (0, 1))
+    log (poisson, negbinomial)   m_y = log(mean count)
+    slope k            beta[k] ~ Normal(0, 2.5 / s_k)
+    intercept          beta[1] ~ Normal(m_y, sqrt(2.5^2 + sum_k (2.5 m_k / s_k)^2))
+    sds                sigs    ~ HalfNormal(2.5) (intercept), HalfNormal(2.5 / s_k) (slope)
+    negbinomial shape  alpha   ~ Exponential(1)   (rstanarm's prior_aux; Priors.terms["alpha"])
+
+An identity link (poisson) keeps the Gaussian's formulas on the counts' scale.
+
 Modules: :mod:`~lmm_pymc.priors.spec` (the value objects :class:`Prior`, :class:`Priors`),
 :mod:`~lmm_pymc.priors.defaults` (:func:`default_priors`) and
 :mod:`~lmm_pymc.priors.builders` (the PyMC variables, :meth:`Prior.create_variable`).
@@ -41,6 +55,7 @@ Importing the package loads no PyMC.
 from .defaults import SCALE, default_priors
 from .spec import (
     FAMILIES,
+    FAMILY_PARAMETERS,
     Exponential,
     HalfNormal,
     HalfStudentT,
@@ -54,6 +69,7 @@ from .spec import (
 
 __all__ = [
     "FAMILIES",
+    "FAMILY_PARAMETERS",
     "SCALE",
     "Exponential",
     "HalfNormal",

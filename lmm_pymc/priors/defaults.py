@@ -56,12 +56,31 @@ def _spread(mean: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.where(spread > 0, spread, 1.0)
 
 
-def default_priors(data) -> Priors:
+def _link_scale(data, family) -> tuple[float, float]:
+    """``(centre, unit)`` of a non-Gaussian outcome's priors on its link's scale: the link of
+    the mean response (successes over trials for a binomial, kept inside (0, 1) by half a
+    success either side) and 1; an identity link keeps the outcome's mean and sd."""
+    y = np.asarray(data.y, dtype=float)
+    if family.link == "identity":
+        return float(y.mean()), float(y.std())
+    if family.needs_trials:
+        mean = (y.sum() + 0.5) / (np.sum(data.trials) + 1.0)
+    elif family.link == "log":
+        mean = max(float(y.mean()), 0.5 / y.size)  # counts all 0 but a few
+    else:
+        mean = float(np.clip(y.mean(), 0.5 / y.size, 1 - 0.5 / y.size))
+    return family.link_of_mean(mean), 1.0
+
+
+def default_priors(data, family=None) -> Priors:
     """Weakly informative priors on the data's scale (module docstring) for a
     :class:`~lmm_pymc.design.Design` with outcome or :class:`GroupedStatistics`; the
-    intercepts are the effects named ``intercept``."""
+    intercepts are the effects named ``intercept``. A non-Gaussian ``family``
+    (:class:`lmm_pymc.families.Family`) puts them on its link's scale."""
     m_y, q_y, m_x, q_x, zs = _moments(data)
     s_y = float(np.sqrt(max(q_y - m_y**2, 0.0)))
+    if family is not None and not family.is_gaussian:
+        m_y, s_y = _link_scale(data, family)
     if not s_y > 0:
         raise ValueError(f"outcome must vary to set priors from its scale, found sd {s_y}")
     factors = data.factors

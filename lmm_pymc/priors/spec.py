@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "FAMILIES",
+    "FAMILY_PARAMETERS",
     "POSITIVE",
     "Exponential",
     "HalfNormal",
@@ -125,6 +126,12 @@ def HalfStudentT(nu: float, sigma: float = 1.0) -> Prior:  # noqa: N802
 
 def Exponential(lam: float = 1.0) -> Prior:  # noqa: N802
     return Prior("exponential", (lam,))
+
+
+#: Priors of the outcome families' own parameters other than ``sigma``
+#: (:mod:`lmm_pymc.families`), unless ``Priors.terms`` names them: the negative binomial's
+#: ``alpha`` (rstanarm's ``reciprocal_dispersion``) has rstanarm's ``exponential(1)``.
+FAMILY_PARAMETERS: Mapping[str, Prior] = MappingProxyType({"alpha": Exponential(1.0)})
 
 
 _PRIOR_TEXT = re.compile(r"^\s*([A-Za-z_]+)\s*\(([^()]*)\)\s*$")
@@ -239,11 +246,15 @@ class Priors:
             )
         checked: dict[str, Prior | float] = {}
         for key, value in dict(terms or {}).items():
+            if key in FAMILY_PARAMETERS:  # a family's own parameter: a positive prior
+                checked[key] = _as_prior(f"Priors.terms[{key!r}]", value, positive=True)
+                continue
             match = _TERM.match(key) if isinstance(key, str) else None
             if match is None:
                 raise ValueError(
                     "Priors.terms keys must be posterior names 'beta[<effect>]', "
-                    f"'sigs[<effect>|<factor>]', 'sigs[<factor>]' or 'R[<factor>]', found {key!r}"
+                    f"'sigs[<effect>|<factor>]', 'sigs[<factor>]', 'R[<factor>]' or a family's "
+                    f"parameter {list(FAMILY_PARAMETERS)}, found {key!r}"
                 )
             kind = match.group(1)
             where = f"Priors.terms[{key!r}]"
@@ -300,10 +311,14 @@ class Priors:
                    terms={k: dec(v) for k, v in dict(data.get("terms", {})).items()})  # fmt: skip
 
     # ------------------------------------------------------- per term, for a design
-    def resolve(self, fixed_names: Sequence[str], factors: Sequence) -> ResolvedPriors:
+    def resolve(
+        self, fixed_names: Sequence[str], factors: Sequence, parameters: Sequence[str] = ("sigma",)
+    ) -> ResolvedPriors:
         """The prior of every parameter of a design (``fixed_names`` and its
-        :class:`~lmm_pymc.design.GroupingFactor` s); unknown term names are refused."""
-        known = {f"beta[{n}]" for n in fixed_names}
+        :class:`~lmm_pymc.design.GroupingFactor` s) and of its family's own ``parameters``
+        (the Gaussian's ``sigma``, the negative binomial's ``alpha``, none for a binary
+        outcome); unknown term names are refused."""
+        known = {f"beta[{n}]" for n in fixed_names} | (set(parameters) - {"sigma"})
         for f in factors:
             known |= {f"sigs[{f.name}]", f"R[{f.name}]"} | {f"sigs[{t}]" for t in f.terms}
         unknown = sorted(set(self.terms) - known)
@@ -319,20 +334,28 @@ class Priors:
             base = t.get(f"sigs[{f.name}]", self.sigs)
             sigs[f.name] = tuple(t.get(f"sigs[{term}]", base) for term in f.terms)
             etas[f.name] = float(t.get(f"R[{f.name}]", self.lkj_eta))
-        return ResolvedPriors(tuple(fixed_names), fixed, sigs, etas, self.sigma)
+        own = {p: self.sigma if p == "sigma" else t.get(p, FAMILY_PARAMETERS[p])
+               for p in parameters}  # fmt: skip
+        return ResolvedPriors(tuple(fixed_names), fixed, sigs, etas, self.sigma, own)
 
 
 @dataclass(frozen=True)
 class ResolvedPriors:
     """The prior of every parameter of one design (:meth:`Priors.resolve`): per fixed
     effect, per factor its sds' priors (``sigs``) and LKJ shape (``etas``), the residual
-    sd's."""
+    sd's and the outcome family's own ``parameters`` (``{"sigma": sigma}`` for the linear
+    mixed model)."""
 
     fixed_names: tuple[str, ...]
     fixed: tuple[Prior, ...]
     sigs: Mapping[str, tuple[Prior, ...]]
     etas: Mapping[str, float]
     sigma: Prior
+    parameters: Mapping[str, Prior] | None = None
+
+    def __post_init__(self) -> None:
+        if self.parameters is None:
+            object.__setattr__(self, "parameters", {"sigma": self.sigma})
 
     def table(self, factors: Sequence) -> list[tuple[str, str]]:
         """``(parameter, prior)`` rows, as brms's ``prior_summary``."""
@@ -341,4 +364,4 @@ class ResolvedPriors:
             rows += [(f"sigs[{t}]", str(p)) for t, p in zip(f.terms, self.sigs[f.name], strict=True)]
             if f.has_correlation:
                 rows.append((f"R[{f.name}]", f"lkj_corr({self.etas[f.name]:g})"))
-        return [*rows, ("sigma", str(self.sigma))]
+        return [*rows, *((name, str(p)) for name, p in self.parameters.items())]
