@@ -22,6 +22,8 @@ CONFIGS: dict[str, tuple[str, str]] = {
     "pymc_lkj_corr": ("PyMC NUTS, lkj_corr", "slow"),
     "pymc_cholesky": ("PyMC NUTS, cholesky", "slow"),
     "nutpie_cholesky": ("nutpie, cholesky", "slow"),
+    # the Stan file's model term for term, sampled as fit(..., parametrization="lkj_corr")
+    "nutpie_lkj_corr": ("nutpie, lkj_corr (the tutorial's Stan model term for term)", "fast"),
     "pymc_marginal": ("PyMC NUTS, marginal", "fast"),
     "default": ("default fit: lmm_pymc.fit(data, priors=Priors.tutorial())", "fast"),
     # the same fit after one of another data set of the same structure in the process:
