@@ -34,9 +34,10 @@ __all__ = [
 
 #: NUTS target acceptance rate per parametrization when ``target_accept=None``: the
 #: marginal posterior keeps a mild funnel between the fixed effects and the group sds when
-#: there are few groups (measurements: docs/measurements.md).
+#: there are few groups, as does the centred ``lkj_corr`` between the sds and the effects
+#: (measurements: docs/measurements.md).
 DEFAULT_TARGET_ACCEPT: Mapping[str, float] = MappingProxyType(
-    {"marginal": 0.99, "cholesky": 0.95, "lkj_corr": 0.95}
+    {"marginal": 0.99, "cholesky": 0.95, "lkj_corr": 0.99}
 )
 
 #: With at least this many levels in every factor the marginal posterior has no funnel left
@@ -47,10 +48,12 @@ MANY_GROUPS_TARGET_ACCEPT = 0.9
 
 #: nutpie options per parametrization, under the user's ``sampler_kwargs``: the marginal
 #: posterior has few, correlated parameters, which nutpie's low-rank mass matrix update
-#: suits (docs/measurements.md).
-NUTPIE_DEFAULTS: Mapping[str, Mapping[str, object]] = MappingProxyType(
-    {"marginal": MappingProxyType({"low_rank_modified_mass_matrix": True})}
-)
+#: suits; so has the centred ``lkj_corr`` one (its funnel between the sds and the effects:
+#: 9-25 leapfrog steps per draw instead of 100-180; docs/measurements.md).
+NUTPIE_DEFAULTS: Mapping[str, Mapping[str, object]] = MappingProxyType({
+    "marginal": MappingProxyType({"low_rank_modified_mass_matrix": True}),
+    "lkj_corr": MappingProxyType({"low_rank_modified_mass_matrix": True}),
+})  # fmt: skip
 
 #: Parametrizations to suggest on divergences, best-behaved first.
 _FASTER = ("marginal", "cholesky")
@@ -75,8 +78,8 @@ class SamplerConfig:
     target_accept : float, optional
         NUTS target acceptance rate in (0, 1); higher means smaller steps, fewer
         divergences. Default :data:`DEFAULT_TARGET_ACCEPT` of the parametrization: 0.99 for
-        ``marginal`` (0.9 when every factor has >= :data:`MANY_GROUPS` levels), 0.95 for
-        the others.
+        ``marginal`` (0.9 when every factor has >= :data:`MANY_GROUPS` levels) and
+        ``lkj_corr``, 0.95 for ``cholesky``.
     sampler : {"nutpie", "pymc"}
         nutpie's NUTS (the default: Rust, on a numba-compiled log density; a few seconds of
         compilation, then ~10x PyMC's speed) or PyMC's own NUTS.
