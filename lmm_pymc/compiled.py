@@ -334,8 +334,12 @@ def _freeze_constants(model) -> None:
     that data (a constant-folded ``[0.]`` of a prior's ``loc``), which SciPy's broadcasting
     then fails to mark writeable ("cannot set WRITEABLE flag"): every chain's start fails.
     Seen with two correlated factors integrated out together."""
-    from pytensor.graph.basic import ancestors
     from pytensor.tensor.variable import TensorConstant
+
+    try:  # its home in newer PyTensor; importing it from the old one warns
+        from pytensor.graph.traversal import ancestors
+    except ImportError:
+        from pytensor.graph.basic import ancestors
 
     outputs = [*model.basic_RVs, *model.potentials, *model.deterministics]
     for var in ancestors(outputs):
