@@ -21,8 +21,8 @@ __all__ = ["make_functions"]
 
 def _unraveled(model, joined, shapes):
     """Each free variable's value as a piece of the vector ``joined``: ``(names, slices,
-    shapes, replacements)``; the last one (of one dimension or more) is ``joined[start:]``,
-    reshaped on its trailing dimensions only."""
+    shapes, replacements)``; the last one (of one dimension or more, its leading length not
+    1) is ``joined[start:]``, reshaped on its trailing dimensions only."""
     names, slices, var_shapes, replacements = [], [], [], {}
     count = 0
     free = list(model.free_RVs)
@@ -33,7 +33,10 @@ def _unraveled(model, joined, shapes):
         names.append(value.name)
         var_shapes.append(shape)
         slices.append(slice(count, count + length))
-        if k == len(free) - 1 and shape:
+        # a leading length of 1 stays static: the log density was rewritten with it
+        # broadcastable (p = 1: an intercept only), and a piece of unknown length there
+        # fails at run time
+        if k == len(free) - 1 and shape and shape[0] != 1:
             piece = joined[count:]
             piece = piece if len(shape) == 1 else piece.reshape((-1, *shape[1:]))
         else:
