@@ -23,6 +23,7 @@ SAMPLERS: tuple[str, ...] = ("nutpie", "pymc")
 
 #: The Stan cross-check's built-in pairs: the tutorial's programs (one per parametrization),
 #: the sufficient-statistics program (marginal, one factor) and the general program
-#: (cholesky, any formula). The registry of :mod:`lmm_pymc.crosscheck.pairs` registers these
+#: (cholesky, any formula) and the generalised program (cholesky, binary and count outcomes,
+#: any formula). The registry of :mod:`lmm_pymc.crosscheck.pairs` registers these
 #: on first use (a test keeps the two equal); more may be registered at run time.
-CROSSCHECK_PAIRS: tuple[str, ...] = (*PARAMETRIZATIONS, "marginal_stats", "general")
+CROSSCHECK_PAIRS: tuple[str, ...] = (*PARAMETRIZATIONS, "marginal_stats", "general", "glmm")

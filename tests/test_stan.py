@@ -35,7 +35,7 @@ from lmm_pymc.stan import (
 from lmm_pymc.stan import names as lnames
 
 REFERENCE = ("lmm_lkj_corr.stan", "lmm_cholesky.stan", "lmm_marginal.stan", "lmm_general.stan",
-             "lmm_marginal_stats.stan")  # fmt: skip
+             "lmm_marginal_stats.stan", "lmm_glmm.stan")  # fmt: skip
 CROSSED = "rt ~ 1 + cond + (1 + cond | subject) + (1 | item)"
 
 
@@ -56,6 +56,7 @@ def test_reference_files_are_found() -> None:
         assert (folder / name).is_file()
     assert stan_file("lkj_corr") == folder / "lmm_lkj_corr.stan"
     assert stan_file("general") == folder / "lmm_general.stan"
+    assert stan_file("glmm") == folder / "lmm_glmm.stan"
     assert stan_file("lmm_cholesky") == folder / "lmm_cholesky.stan"
     assert stan_file("lmm_marginal.stan") == folder / "lmm_marginal.stan"
     assert stan_file(folder / "lmm_cholesky.stan") == folder / "lmm_cholesky.stan"

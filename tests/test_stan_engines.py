@@ -272,4 +272,4 @@ def test_cli_model_lib_needs_one_pair(tmp_path, capsys) -> None:
     code = main(["crosscheck", "--model-lib", str(_fake_lib(tmp_path))])
     err = capsys.readouterr().err
     assert code == 2 and "--model-lib must come with one pair" in err, err
-    assert "found 5 pairs" in err
+    assert "found 6 pairs" in err

@@ -220,10 +220,33 @@ def cmd_sbc(args: argparse.Namespace) -> int:
     return 0 if passed or not args.check else 1
 
 
-def cmd_crosscheck(args: argparse.Namespace) -> int:
+def _crosscheck_data(args: argparse.Namespace):
+    """``(simulation, priors)`` of ``lmm-pymc crosscheck``: the tutorial's model, or for
+    ``--family`` other than gaussian its design with effects on the link's scale (beta 0.3,
+    0.5; sds 0.8, 0.4; rho 0.3) and the data-scale default priors."""
     from .. import tutorial
-    from ..crosscheck import available_pairs, compare_posteriors, crosscheck
+    from ..families import family
+    from ..priors import default_priors
     from ..simulation import simulate
+
+    fam, frame = family(args.family, args.link), tutorial.design_frame(args.groups, args.rows)
+    size = f"{args.groups} groups x {args.rows} rows, seed {args.seed}"
+    if fam.is_gaussian:
+        print(f"data: the tutorial's model, {size}")
+        return simulate(data=frame, seed=args.seed, family=fam), None
+    formula = tutorial.FORMULA
+    if fam.needs_trials:
+        frame, formula = frame.assign(n=5), formula.replace("y ~", "y | trials(n) ~")
+    own = {"alpha": 3.0} if "alpha" in fam.parameters else {}
+    groups = {tutorial.GROUP: {"sigs": [0.8, 0.4], "rho": 0.3}}
+    sim = simulate(formula, frame, beta=[0.3, 0.5], groups=groups, seed=args.seed, family=fam,
+                   **own)  # fmt: skip
+    print(f"data: the tutorial's design, {fam.name} outcome ({fam.link} link), {size}")
+    return sim, default_priors(sim.design, fam)
+
+
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    from ..crosscheck import available_pairs, compare_posteriors, crosscheck
     from ..stan import resolve_engine
 
     names = args.parametrization or list(CROSSCHECK_PAIRS)
@@ -234,12 +257,11 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
         )
     # fails here, before any PyMC work: exit 3 with what is missing and how to get it
     resolve_engine(args.engine, args.model_lib)
-    sim = simulate(data=tutorial.design_frame(args.groups, args.rows), seed=args.seed)
-    print(f"data: the tutorial's model, {args.groups} groups x {args.rows} rows, seed {args.seed}")
+    sim, priors = _crosscheck_data(args)
     agree = True
-    for name in args.parametrization or available_pairs(sim.design):
+    for name in args.parametrization or available_pairs(sim.design, sim.family):
         start = time.perf_counter()
-        result = crosscheck(sim, program=name, n_prior=args.prior_points,
+        result = crosscheck(sim, program=name, priors=priors, n_prior=args.prior_points,
                             n_posterior=args.posterior_points,
                             engine=args.engine, model_lib=args.model_lib,
                             seed=args.sampler_seed)  # fmt: skip

@@ -232,6 +232,11 @@ def _crosscheck_parser(sub) -> None:
     )
     _add_size_args(cc)
     cc.add_argument("--seed", type=int, default=2024, help="simulation seed (default: 2024)")
+    cc.add_argument("--family", default="gaussian", choices=FAMILY_NAMES,
+                    help="the simulated outcome's family (default: %(default)s); the others "
+                    "are checked by the pair glmm on the tutorial's design, binomial with 5 "
+                    "trials per row")  # fmt: skip
+    cc.add_argument("--link", default=None, help="the family's link (default: its first)")
     cc.add_argument(
         "--engine",
         default="auto",

@@ -12,7 +12,7 @@ Examples
 >>> import lmm_pymc
 >>> from lmm_pymc.crosscheck import available_pairs, crosscheck
 >>> available_pairs()
-['marginal', 'cholesky', 'lkj_corr', 'marginal_stats', 'general']
+['marginal', 'cholesky', 'lkj_corr', 'marginal_stats', 'general', 'glmm']
 >>> result = crosscheck(lmm_pymc.simulate(seed=1), "cholesky")  # doctest: +SKIP
 >>> result.ok  # doctest: +SKIP
 True
@@ -20,7 +20,7 @@ True
 
 from __future__ import annotations
 
-from .logdensity import CrossCheckResult, crosscheck, crosscheck_design
+from .logdensity import CrossCheckResult, crosscheck, crosscheck_design, crosscheck_family
 from .pairs import (
     PAIRS,
     SHARED,
@@ -50,6 +50,7 @@ __all__ = [
     "covariance_log_jacobian",
     "crosscheck",
     "crosscheck_design",
+    "crosscheck_family",
     "expected_offset",
     "get_pair",
     "lkj_log_normaliser",

@@ -3,7 +3,7 @@
 A :class:`Pair` is data: the parametrization, the Stan program, which designs it accepts,
 the PyMC free variables whose unconstrained coordinates both backends share, the Jacobian
 between their coordinates and the analytic offset of their log densities. The registry
-:func:`pairs` holds five, registered on first use (so importing works without
+:func:`pairs` holds six, registered on first use (so importing works without
 ``stan_reference/``):
 
 ==================  ===============  ======================  ==============================
@@ -14,7 +14,11 @@ pair                parametrization  program                 designs
 ``marginal``        ``marginal``     ``lmm_marginal``        the tutorial's
 ``marginal_stats``  ``marginal``     ``lmm_marginal_stats``  one grouping factor, any p and q
 ``general``         ``cholesky``     ``lmm_general``         any (crossed factors, any q, ``||``)
+``glmm``            ``cholesky``     ``lmm_glmm``            any; bernoulli, binomial, poisson,
+                                                             negbinomial outcomes
 ==================  ===============  ======================  ==============================
+
+A pair serves the outcome families in its ``families`` (the Gaussian one but for ``glmm``).
 """
 
 from __future__ import annotations
@@ -29,15 +33,20 @@ import pandas as pd
 from scipy.special import betaln
 
 from ..design import Design
+from ..families import Family
+from ..families import family as as_family
 from ..models import PARAMETRIZATIONS, resolve_parametrization
-from ..priors import Priors
-from ..stan.names import TUTORIAL_NAMES, NameMap, general_names, marginal_stats_names
+from ..priors import FAMILY_PARAMETERS, Priors
+from ..stan.names import TUTORIAL_NAMES, NameMap, general_names, glmm_names, marginal_stats_names
 from ..stan.programs import (
     GENERAL,
+    GLMM,
+    GLMM_FAMILIES,
     MARGINAL_STATS,
     TUTORIAL,
     check_tutorial_design,
     general_data,
+    glmm_data,
     is_tutorial_design,
     marginal_stats_data,
     stan_file,
@@ -122,7 +131,12 @@ def covariance_log_jacobian(
 
 
 def reference_offset(
-    design: Design, priors: Priors, *, latent: bool, priors_in_stan: bool = False
+    design: Design,
+    priors: Priors,
+    *,
+    latent: bool,
+    priors_in_stan: bool = False,
+    normal_rows: bool = True,
 ) -> tuple[float, str]:
     """``lp_PyMC - lp_Stan`` of the registered pairs, derived term by term: PyMC keeps every
     normalising constant, Stan (``propto=True``) drops those that do not depend on
@@ -130,8 +144,10 @@ def reference_offset(
     (False for ``marginal``, where both backends add the same ``-n/2 log(2 pi)``).
     ``priors_in_stan``: the program adds each prior with its constants (``target +=
     prior_lpdf``, the programs that take per-term priors), so only the LKJ constants and the
-    latent ones remain."""
-    etas = priors.resolve(design.fixed_names, design.factors).etas
+    latent ones remain. ``normal_rows``: Stan's likelihood is ``y ~ normal`` (False where
+    the program adds a family's full ``*_lpmf``, as ``lmm_glmm``)."""
+    parameters = ("sigma", *FAMILY_PARAMETERS)  # any family's: the LKJ shapes are wanted
+    etas = priors.resolve(design.fixed_names, design.factors, parameters).etas
     lkj = sum(lkj_log_normaliser(f.q, etas[f.name]) for f in design.factors if f.has_correlation)
     parts: dict[str, float] = {}
     if not priors_in_stan:
@@ -148,14 +164,14 @@ def reference_offset(
     # normalised density (LKJCorr(n=2, eta=1) logp is log 2 where the uniform density on
     # (-1, 1) is 1/2): a constant, harmless for sampling, taken as it is.
     parts["LKJ normalising constants (PyMC's sign)"] = lkj
-    if latent:
+    if latent:  # z ~ std_normal(), y ~ normal(...) drop -1/2 log(2 pi) per value
         n_effects = sum(f.q * f.n_levels for f in design.factors)
         parts[f"random effects: -1/2 log(2 pi) for each of {n_effects}"] = (
             -n_effects * _HALF_LOG_2PI
         )
-        parts[f"likelihood: -1/2 log(2 pi) per row ({design.n_obs})"] = (
-            -design.n_obs * _HALF_LOG_2PI
-        )
+        if normal_rows:
+            rows = f"likelihood: -1/2 log(2 pi) per row ({design.n_obs})"
+            parts[rows] = -design.n_obs * _HALF_LOG_2PI
     text = "; ".join(f"{k} {v:+.6f}" for k, v in parts.items())
     return float(sum(parts.values())), text
 
@@ -199,10 +215,13 @@ class Pair:
     grad_rtol : float
         Default tolerance of the relative gradient error (see :func:`crosscheck`).
     data_builder : callable or None
-        ``(design, priors) -> data`` of the program; ``None``: the tutorial's data, or the
+        ``(design, priors) -> data`` of the program (a pair of other ``families`` is given
+        ``family=`` and ``add_jacobian=`` too); ``None``: the tutorial's data, or the
         general program's.
     name_map : callable or None
         ``design -> NameMap``; ``None``: :data:`TUTORIAL_NAMES` or :func:`general_names`.
+    families : tuple of str
+        The outcome families the program takes (:data:`lmm_pymc.families.FAMILIES`).
     """
 
     name: str
@@ -220,21 +239,30 @@ class Pair:
     grad_rtol: float = 1e-9
     data_builder: Callable[[Design, Priors], dict] | None = None
     name_map: Callable[[Design], NameMap] | None = None
+    families: tuple[str, ...] = ("gaussian",)
 
-    def applies(self, design: Design) -> bool:
+    def applies(self, design: Design, family: str | Family | None = None) -> bool:
         if self.tutorial_only and not is_tutorial_design(design):
             return False
         try:  # e.g. the marginal programs need one grouping factor
-            self.check(design)
+            self.check(design, family)
         except ValueError:
             return False
         return True
 
-    def check(self, design: Design) -> None:
-        """``ValueError`` when the program cannot take ``design``."""
+    def check(self, design: Design, family: str | Family | None = None) -> None:
+        """``ValueError`` when the program cannot take ``design`` with outcome ``family``
+        (default Gaussian)."""
+        fam = as_family(family)
+        if fam.name not in self.families:
+            raise ValueError(
+                f"family must be one of {list(self.families)} for program {self.program!r} "
+                f"(pair {self.name!r}), found {fam.name!r}; binary and count outcomes have "
+                f"the pair 'glmm', the Gaussian one 'general'"
+            )
         if self.tutorial_only:
             check_tutorial_design(design)
-        resolve_parametrization(design, self.parametrization)
+        resolve_parametrization(design, self.parametrization, fam)
         if self.parametrization == "marginal" and len(design.factors) != 1:
             raise ValueError(
                 f"program {self.program!r} integrates out the random effects of exactly one "
@@ -247,9 +275,19 @@ class Pair:
             return self.name_map(design)
         return TUTORIAL_NAMES if self.tutorial_only else general_names(design)
 
-    def data(self, design: Design, priors: Priors, *, sampling: bool = False) -> dict:
-        """The program's data; ``sampling=False`` is the density the cross-check compares
-        (the general program then leaves out the Jacobian of its own ``L_free``)."""
+    def data(
+        self,
+        design: Design,
+        priors: Priors,
+        *,
+        sampling: bool = False,
+        family: str | Family | None = None,
+    ) -> dict:
+        """The program's data for an outcome of ``family``; ``sampling=False`` is the
+        density the cross-check compares (the general programs then leave out the Jacobian
+        of their own ``L_free``)."""
+        if self.data_builder is not None and self.families != ("gaussian",):
+            return self.data_builder(design, priors, family=family, add_jacobian=sampling)
         if self.data_builder is not None:
             return self.data_builder(design, priors)
         if self.tutorial_only:
@@ -295,19 +333,20 @@ def _register_defaults() -> None:
                  random_outputs=("b",),
                  data_builder=marginal_stats_data, name_map=marginal_stats_names)  # fmt: skip
     register_pair(stats)
-    register_pair(
-        Pair(
-            "general",
-            "cholesky",
-            GENERAL,
-            tutorial_only=False,
-            offset=partial(reference_offset, latent=True, priors_in_stan=True),
-        )
-    )
+    general_offset = partial(reference_offset, latent=True, priors_in_stan=True)
+    register_pair(Pair("general", "cholesky", GENERAL, tutorial_only=False,
+                       offset=general_offset))  # fmt: skip
+    # binary and count outcomes: the likelihood is a full *_lpmf on both sides; the negative
+    # binomial's gradients differ by rounding up to 3.4e-9 (digamma terms), hence 1e-8
+    register_pair(Pair("glmm", "cholesky", GLMM, tutorial_only=False, grad_rtol=1e-8,
+                       shared={**SHARED, "alpha": "log"},
+                       offset=partial(general_offset, normal_rows=False),
+                       data_builder=glmm_data, name_map=glmm_names,
+                       families=tuple(GLMM_FAMILIES)))  # fmt: skip
 
 
 def pairs() -> dict[str, Pair]:
-    """The registry (the five default pairs are registered on the first call)."""
+    """The registry (the six default pairs are registered on the first call)."""
     if not PAIRS:
         _register_defaults()
     return PAIRS
@@ -321,26 +360,37 @@ def get_pair(name: str) -> Pair:
     return registry[name]
 
 
-def available_pairs(design: Design | None = None) -> list[str]:
-    """Names of the registered pairs (those that accept ``design`` when given), the
-    tutorial's first, in the order of :data:`lmm_pymc.PARAMETRIZATIONS`."""
+def available_pairs(
+    design: Design | None = None, family: str | Family | None = None
+) -> list[str]:
+    """Names of the registered pairs (those that accept ``design`` and an outcome of
+    ``family``, default Gaussian, when either is given), the tutorial's first, in the order
+    of :data:`lmm_pymc.PARAMETRIZATIONS`."""
     order = {p: i for i, p in enumerate(PARAMETRIZATIONS)}
-    found = [
-        p
-        for p in pairs().values()
-        if p.parametrization in order and (design is None or p.applies(design))
-    ]
+    fam = None if design is None and family is None else as_family(family)
+
+    def accepts(p: Pair) -> bool:
+        if fam is None:
+            return True
+        return p.applies(design, fam) if design is not None else fam.name in p.families
+
+    found = [p for p in pairs().values() if p.parametrization in order and accepts(p)]
     found.sort(key=lambda p: (not p.tutorial_only, order[p.parametrization]))
     return [p.name for p in found]
 
 
 def select_pair(
-    design: Design, parametrization: str | None = None, program: str | None = None
+    design: Design,
+    parametrization: str | None = None,
+    program: str | None = None,
+    family: str | Family | None = None,
 ) -> Pair:
-    """The pair for ``design``: the one named by ``program`` if given, else the tutorial's
-    program of the parametrization for the tutorial's design, else the first pair that
-    mirrors the parametrization and takes the design (``marginal_stats`` for ``marginal``,
-    ``general`` for ``cholesky``)."""
+    """The pair for ``design`` and an outcome of ``family`` (default Gaussian): the one
+    named by ``program`` if given, else the tutorial's program of the parametrization for
+    the tutorial's design, else the first pair that mirrors the parametrization and takes
+    the design (``marginal_stats`` for ``marginal``, ``general`` for ``cholesky``, ``glmm``
+    for a binary or count outcome)."""
+    fam = as_family(family)
     if program is not None:
         pair = get_pair(program)
         if parametrization is not None and parametrization != pair.parametrization:
@@ -349,8 +399,8 @@ def select_pair(
                 f"(it mirrors that parametrization), found {parametrization!r}"
             )
     else:
-        chosen = resolve_parametrization(design, parametrization)
-        candidates = [pairs()[n] for n in available_pairs(design)]
+        chosen = resolve_parametrization(design, parametrization, fam)
+        candidates = [pairs()[n] for n in available_pairs(design, fam)]
         matching = [p for p in candidates if p.parametrization == chosen]
         if not matching and parametrization is None:
             matching = [p for p in candidates if not p.tutorial_only]
@@ -361,7 +411,7 @@ def select_pair(
                 f"{[p.name for p in candidates]}), found {parametrization!r}"
             )
         pair = matching[0]
-    pair.check(design)
+    pair.check(design, fam)
     return pair
 
 
@@ -371,10 +421,11 @@ def expected_offset(
     priors: Priors | None = None,
     *,
     program: str | None = None,
+    family: str | Family | None = None,
 ) -> tuple[float | None, str]:
-    """The analytic ``lp_PyMC - lp_Stan`` of the pair of ``design`` and ``parametrization``
-    (``None`` where not known)."""
-    pair = select_pair(design, parametrization, program)
+    """The analytic ``lp_PyMC - lp_Stan`` of the pair of ``design``, ``parametrization``
+    and outcome ``family`` (``None`` where not known)."""
+    pair = select_pair(design, parametrization, program, family)
     if pair.offset is None:
         return None, "not known analytically"
     return pair.offset(design, Priors() if priors is None else priors)

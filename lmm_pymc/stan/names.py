@@ -27,6 +27,8 @@ programs and the package's names (:mod:`lmm_pymc.parameters`):
 package's already (``beta``, ``sigma``, ``sigs``, ``R``); its ``z`` is every factor's
 ``z_k`` flattened row-major, factor after factor, and its ``L_free`` the unconstrained
 Cholesky factors of the correlated factors (:func:`cholesky_corr_free`).
+:func:`glmm_names` is the registry of ``lmm_glmm.stan``: the general program's without
+``sigma``, with the negative binomial's ``alpha`` (Stan: a vector of length 1).
 :func:`marginal_stats_names` is the registry of ``lmm_marginal_stats.stan`` (one factor):
 the package's ``beta``, ``sigma``, ``sigs``, ``R``, with ``L_corr = cholesky(R)`` (a 1 x 1
 ``[[1]]`` for a factor without correlation) and ``b`` = ``b_<factor>``.
@@ -53,6 +55,7 @@ __all__ = [
     "cholesky_corr_unfree",
     "flatten",
     "general_names",
+    "glmm_names",
     "marginal_stats_names",
     "split_name",
     "unflatten",
@@ -283,8 +286,15 @@ TUTORIAL_NAMES = NameMap(
 )
 
 
-def general_names(design: Design) -> NameMap:
-    """The registry of ``lmm_general.stan`` for ``design`` (module docstring)."""
+def general_names(
+    design: Design,
+    *,
+    same: Sequence[str] = ("beta", "sigma", "sigs", "R"),
+    extra: tuple[Sequence[Rule], Sequence[Rule]] = ((), ()),
+) -> NameMap:
+    """The registry of ``lmm_general.stan`` for ``design`` (module docstring): the names
+    ``same`` in both schemes, ``L_free`` and ``z``; ``extra``: further rules ``(to Stan,
+    to the package)`` of a program's other parameters."""
     keys = [f"z_{f.key}" for f in design.factors]
     blocks, start = [], 0
     for f in design.factors:
@@ -300,7 +310,6 @@ def general_names(design: Design) -> NameMap:
     def z(v: Values) -> np.ndarray:
         return np.concatenate([np.asarray(v[k], dtype=float).reshape(-1) for k in keys])
 
-    same = ("beta", "sigma", "sigs", "R")
     return NameMap(
         to_stan=(
             *(_identity(n) for n in same),
@@ -311,9 +320,19 @@ def general_names(design: Design) -> NameMap:
                 l_free,
             ),  # fmt: skip
             Rule("z", f"concatenated row-major {', '.join(keys)}", tuple(keys), z),
+            *extra[0],
         ),
-        to_package=tuple(_identity(n) for n in same),
+        to_package=(*(_identity(n) for n in same), *extra[1]),
     )
+
+
+def glmm_names(design: Design) -> NameMap:
+    """The registry of ``lmm_glmm.stan`` for ``design`` (module docstring): the package's
+    scalar ``alpha`` is Stan's vector ``alpha`` of length 1 (the negative binomial's; the
+    other families have none, and the rule is then never used)."""
+    to_stan = Rule("alpha", "[alpha]", ("alpha",), lambda v: np.asarray(v["alpha"])[..., None])
+    to_package = Rule("alpha", "alpha[1]", ("alpha",), lambda s: np.asarray(s["alpha"])[..., 0])
+    return general_names(design, same=("beta", "sigs", "R"), extra=((to_stan,), (to_package,)))
 
 
 def marginal_stats_names(design: Design) -> NameMap:

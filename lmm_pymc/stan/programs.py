@@ -1,6 +1,6 @@
 """The reference Stan programs and their data dictionaries, built from a design.
 
-``stan_reference/`` holds five programs:
+``stan_reference/`` holds six programs:
 
 ===========================  ===============================  ==============================
 file                         mirrors                          designs
@@ -10,14 +10,17 @@ file                         mirrors                          designs
 ``lmm_marginal.stan``        ``build_model(d, "marginal")``   the tutorial's
 ``lmm_general.stan``         ``build_model(d, "cholesky")``   any: crossed factors, any q, ``||``
 ``lmm_marginal_stats.stan``  ``build_model(d, "marginal")``   one grouping factor, any p and q
+``lmm_glmm.stan``            ``build_model(d, "cholesky",     any, binary and count outcomes
+                             family=..., link=...)``
 ===========================  ===============================  ==============================
 
 The tutorial's programs take ``N, x, y, N_group, group_id`` (:func:`tutorial_data`), the
 general one ``N, p, X, y, F, q, J, correlated, Z, g`` (:func:`general_data`), the
 sufficient-statistics one only per-group sums ``J, p, q, correlated, n, XtX, XtZ, ZtZ, Xty,
-Zty, yty`` (:func:`marginal_stats_data`, no rows); every program takes the prior
-hyperparameters of :class:`~lmm_pymc.priors.Priors` as data, so one ``Priors`` drives both
-backends. :func:`parameters_block_names` reads the names a program declares in its
+Zty, yty`` (:func:`marginal_stats_data`, no rows), the generalised one the general one's
+with ``family, link, y, trials`` codes and counts and no ``sigma`` (:func:`glmm_data`);
+every program takes the prior hyperparameters of :class:`~lmm_pymc.priors.Priors` as data,
+so one ``Priors`` drives both backends. :func:`parameters_block_names` reads the names a program declares in its
 ``parameters`` block.
 """
 
@@ -32,14 +35,18 @@ import numpy as np
 
 from .. import tutorial
 from ..design import Design, GroupedStatistics
-from ..priors import Priors
+from ..priors import FAMILY_PARAMETERS, Priors
 
 __all__ = [
     "GENERAL",
+    "GLMM",
+    "GLMM_FAMILIES",
+    "LINK_CODES",
     "MARGINAL_STATS",
     "TUTORIAL",
     "check_tutorial_design",
     "general_data",
+    "glmm_data",
     "is_tutorial_design",
     "marginal_stats_data",
     "parameters_block_names",
@@ -60,6 +67,12 @@ TUTORIAL: dict[str, str] = {
 GENERAL = "lmm_general"
 #: The marginal model from per-group sufficient statistics (any p, q; one factor).
 MARGINAL_STATS = "lmm_marginal_stats"
+#: The generalised program (mirrors ``cholesky`` for binary and count outcomes, any design).
+GLMM = "lmm_glmm"
+#: ``lmm_glmm.stan``'s family codes (the Gaussian family is ``lmm_general.stan``'s).
+GLMM_FAMILIES = {"bernoulli": 1, "binomial": 2, "poisson": 3, "negbinomial": 4}
+#: ``lmm_glmm.stan``'s link codes.
+LINK_CODES = {"identity": 1, "log": 2, "logit": 3, "probit": 4, "cloglog": 5}
 
 
 # ----------------------------------------------------------------------------- files
@@ -203,22 +216,28 @@ def _codes(priors_: Sequence) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prior_data(
-    fixed_names: Sequence[str], factors: Sequence, priors: Priors | None = None
+    fixed_names: Sequence[str],
+    factors: Sequence,
+    priors: Priors | None = None,
+    parameters: Sequence[str] = ("sigma",),
 ) -> dict[str, object]:
     """Per-parameter priors of the programs that take any design (``lmm_general.stan``,
-    ``lmm_marginal_stats.stan``): ``fixed_family``/``fixed_par`` per fixed effect,
-    ``sd_family``/``sd_par`` per random-effect sd (factor after factor),
-    ``sigma_family``/``sigma_par`` and ``lkj_eta`` per factor (:data:`FAMILY_CODES`)."""
-    resolved = _checked_priors(priors).resolve(fixed_names, factors)
+    ``lmm_marginal_stats.stan``, ``lmm_glmm.stan``): ``fixed_family``/``fixed_par`` per
+    fixed effect, ``sd_family``/``sd_par`` per random-effect sd (factor after factor),
+    ``lkj_eta`` per factor and ``<name>_family``/``<name>_par`` of each of the outcome
+    family's own ``parameters`` (``sigma``, ``alpha``) (:data:`FAMILY_CODES`)."""
+    resolved = _checked_priors(priors).resolve(fixed_names, factors, tuple(parameters))
     fixed_family, fixed_par = _codes(resolved.fixed)
     sd_family, sd_par = _codes([p for f in factors for p in resolved.sigs[f.name]])
-    sigma_family, sigma_par = _codes([resolved.sigma])
-    return {
+    out: dict[str, object] = {
         "fixed_family": fixed_family, "fixed_par": fixed_par,
         "sd_family": sd_family, "sd_par": sd_par,
-        "sigma_family": int(sigma_family[0]), "sigma_par": sigma_par[0],
         "lkj_eta": np.array([resolved.etas[f.name] for f in factors], dtype=float),
     }  # fmt: skip
+    for name in parameters:
+        family_code, par = _codes([resolved.parameters[name]])
+        out[f"{name}_family"], out[f"{name}_par"] = int(family_code[0]), par[0]
+    return out
 
 
 def tutorial_data(design: Design, priors: Priors | None = None) -> dict[str, object]:
@@ -246,6 +265,22 @@ def tutorial_data(design: Design, priors: Priors | None = None) -> dict[str, obj
     }
 
 
+def _effects_data(design: Design) -> dict[str, object]:
+    """The rows' fixed and random-effects designs of the programs that take any design."""
+    fs = design.factors
+    return {
+        "N": design.n_obs,
+        "p": int(design.X.shape[1]),
+        "X": design.X.astype(float),
+        "F": len(fs),
+        "q": np.array([f.q for f in fs], dtype=np.int64),
+        "J": np.array([f.n_levels for f in fs], dtype=np.int64),
+        "correlated": np.array([int(f.correlated) for f in fs], dtype=np.int64),
+        "Z": np.column_stack([f.Z for f in fs]).astype(float),
+        "g": (np.column_stack([f.index for f in fs]) + 1).astype(np.int64),
+    }
+
+
 def general_data(
     design: Design, priors: Priors | None = None, *, add_jacobian: bool = True
 ) -> dict[str, object]:
@@ -258,21 +293,53 @@ def general_data(
     unconstrained ``L_free`` (for sampling).
     """
     priors = _checked(design, priors)
-    fs = design.factors
     return {
-        "N": design.n_obs,
-        "p": int(design.X.shape[1]),
-        "X": design.X.astype(float),
+        **_effects_data(design),
         "y": design.y.astype(float),
-        "F": len(fs),
-        "q": np.array([f.q for f in fs], dtype=np.int64),
-        "J": np.array([f.n_levels for f in fs], dtype=np.int64),
-        "correlated": np.array([int(f.correlated) for f in fs], dtype=np.int64),
-        "Z": np.column_stack([f.Z for f in fs]).astype(float),
-        "g": (np.column_stack([f.index for f in fs]) + 1).astype(np.int64),
-        **prior_data(design.fixed_names, fs, priors),
+        **prior_data(design.fixed_names, design.factors, priors),
         "add_jacobian": int(add_jacobian),
     }
+
+
+def glmm_data(
+    design: Design, priors: Priors | None = None, *, family=None, add_jacobian: bool = True
+) -> dict[str, object]:
+    """Data of ``lmm_glmm.stan``: :func:`general_data`'s designs, the outcome family's and
+    link's codes (:data:`GLMM_FAMILIES`, :data:`LINK_CODES`), ``y`` as counts, ``trials``
+    (the binomial's; 1 per row otherwise) and the prior of the negative binomial's
+    ``alpha`` (``alpha_family``, ``alpha_par``; the default exponential(1), unused, for the
+    other families).
+
+    Examples
+    --------
+    >>> from lmm_pymc import simulate
+    >>> sim = simulate(seed=1, family="poisson", beta=[0.5, 0.2])
+    >>> d = glmm_data(sim.design, family=sim.family)
+    >>> d["family"], d["link"], d["y"].dtype.kind, d["alpha_family"]
+    (3, 2, 'i', 5)
+    """
+    from ..families import family as as_family
+
+    priors, fam = _checked(design, priors), as_family(family)
+    if fam.name not in GLMM_FAMILIES:
+        raise ValueError(
+            f"family must be one of {list(GLMM_FAMILIES)} for {GLMM}.stan (the Gaussian "
+            f"family is {GENERAL}.stan's), found {fam.name!r}"
+        )
+    trials = np.ones(design.n_obs) if design.trials is None else design.trials
+    out = {
+        **_effects_data(design),
+        "family": GLMM_FAMILIES[fam.name],
+        "link": LINK_CODES[fam.link],
+        "y": np.rint(design.y).astype(np.int64),
+        "trials": np.rint(trials).astype(np.int64),
+        **prior_data(design.fixed_names, design.factors, priors, fam.parameters),
+        "add_jacobian": int(add_jacobian),
+    }
+    if "alpha" not in fam.parameters:  # a prior the program reads but does not use
+        code, par = _codes([FAMILY_PARAMETERS["alpha"]])
+        out["alpha_family"], out["alpha_par"] = int(code[0]), par[0]
+    return out
 
 
 def marginal_stats_data(
@@ -319,19 +386,27 @@ def stan_data(
     *,
     program: str | None = None,
     add_jacobian: bool = True,
+    family=None,
 ) -> dict[str, object]:
     """The data dictionary of a reference program for ``design``.
 
     ``program`` (a name accepted by :func:`stan_file`) defaults to the tutorial's programs
-    for the tutorial's design and to the general program otherwise.
+    for the tutorial's design, to the general program for any other and to the generalised
+    program ``lmm_glmm`` for a non-Gaussian ``family`` (:func:`lmm_pymc.families.family`).
     """
+    from ..families import family as as_family
+
+    fam = as_family(family)
     if program is None:
+        stem = GLMM if not fam.is_gaussian else None
         general = not (isinstance(design, Design) and is_tutorial_design(design))
     else:
         stem = stan_file(program).stem
-        if stem == MARGINAL_STATS:
-            return marginal_stats_data(design, priors)
         general = stem == GENERAL
+    if stem == MARGINAL_STATS:
+        return marginal_stats_data(design, priors)
+    if stem == GLMM:
+        return glmm_data(design, priors, family=fam, add_jacobian=add_jacobian)
     if general:
         return general_data(design, priors, add_jacobian=add_jacobian)
     return tutorial_data(design, priors)
