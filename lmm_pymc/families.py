@@ -340,4 +340,14 @@ def check_design(fam: Family, design) -> None:
             f"the response's trials ({trials or 'given'}) apply to family 'binomial' only, "
             f"found family={fam.name!r}; pass family='binomial' or drop the trials"
         )
-    fam.check_outcome(np.asarray(design.y, dtype=float), column, design.trials, trials)
+    y = np.asarray(design.y, dtype=float)
+    fam.check_outcome(y, column, design.trials, trials)
+    if fam.is_gaussian and np.isin(y, (0.0, 1.0)).all():
+        import warnings
+
+        warnings.warn(
+            f"outcome column {column!r} holds only 0 and 1: a gaussian model of it is a linear "
+            "probability model; pass family='bernoulli' for a logistic mixed model",
+            UserWarning,
+            stacklevel=3,
+        )

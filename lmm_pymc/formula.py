@@ -219,8 +219,9 @@ def _check_fittable(design: Design) -> None:
     if np.ptp(y) == 0:
         raise ValueError(
             f"outcome column {design.response!r} is constant (every value {float(y[0])!r}); "
-            "expected "
-            "an outcome that varies: the residual sd is not identified"
+            "expected an outcome that varies: a constant outcome identifies neither a "
+            "gaussian model's residual sd nor a binary or count model's intercept (its "
+            "default prior is centred at the link of the outcome's mean)"
         )
     if X.shape[1] >= design.n_obs:
         raise ValueError(
@@ -423,7 +424,16 @@ def design_from_formula(
         )
     y = trials = None
     if response is not None and response in frame.columns:
-        y = finite_column(response, frame[response])
+        column = frame[response]
+        if pd.api.types.is_bool_dtype(column):  # a binary outcome as True/False: 1/0
+            column = column.astype(int)
+        if not pd.api.types.is_numeric_dtype(column):
+            raise ValueError(
+                f"outcome column {response!r} must be numeric, found dtype {column.dtype} "
+                f"(first values {column.head(3).tolist()}); code a binary outcome as 0/1 or "
+                f"True/False, e.g. data[{response!r}] == {column.iloc[0]!r}"
+            )
+        y = finite_column(response, column)
     if outcome is not None and (y is not None or outcome.trials_column in (None, *frame)):
         trials = outcome.trials_values(frame)  # (N,) or None; simulate reads them without y
     design = Design(X=X, fixed_names=fixed_names, factors=tuple(factors), y=y,

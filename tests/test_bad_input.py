@@ -74,12 +74,11 @@ DATA_ERRORS: list[tuple[str, str, Callable[[], pd.DataFrame], tuple[str, ...]]] 
         lambda: _set(frame(), "g", 2, None),
         ("'g'", "not missing", "row 2"),
     ),  # fmt: skip
-    ("text outcome", FORMULA, lambda: frame(y=["a"] * N), ("'y'", "must be numeric", "str")),
     (
-        "boolean outcome",
+        "text outcome",
         FORMULA,
-        lambda: frame(y=[True, False] * 15),
-        ("'y'", "must be numeric", "bool"),
+        lambda: frame(y=["a"] * N),
+        ("'y'", "must be numeric", "str", "0/1 or True/False"),
     ),  # fmt: skip
     ("single group", FORMULA, lambda: frame(g=["a"] * N), ("'g'", "at least 2 levels", "1")),
     (
@@ -104,7 +103,7 @@ DATA_ERRORS: list[tuple[str, str, Callable[[], pd.DataFrame], tuple[str, ...]]] 
         "constant y",
         FORMULA,
         lambda: frame(y=np.full(N, 5.0)),
-        ("'y'", "constant", "5.0", "residual sd"),
+        ("'y'", "constant", "5.0", "residual sd", "intercept"),
     ),  # fmt: skip
     (
         "constant x",

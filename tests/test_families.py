@@ -5,6 +5,8 @@ predictions."""
 
 from __future__ import annotations
 
+import warnings
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -112,6 +114,19 @@ def test_bad_outcomes_name_the_column_and_values(change, formula, name, match):
         df.loc[3, "n"] = 4
     with pytest.raises(ValueError, match=match):
         lmm_pymc.fit(df, formula, family=name)
+
+
+def test_boolean_outcome_is_read_as_0_1_and_a_gaussian_0_1_outcome_warns():
+    df = frame()
+    as_bool = df.assign(y=df["y"].astype(bool))
+    design = design_from_formula("y ~ x + (1 | g)", as_bool)
+    np.testing.assert_array_equal(design.y, df["y"].to_numpy(dtype=float))  # exact: 0/1
+    build_model(design, family="bernoulli")
+    with pytest.warns(UserWarning, match=r"'y' holds only 0 and 1: .*family='bernoulli'"):
+        build_model(design)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        build_model(design_from_formula("c ~ x + (1 | g)", df))  # counts: no such warning
 
 
 def test_marginal_files_and_group_loo_refused_for_other_families(tmp_path):
