@@ -248,6 +248,7 @@ def test_default_priors_on_the_link_scale():
     assert priors.terms["beta[intercept]"].params[0] == pytest.approx(special.logit(df.y.mean()))
     assert priors.terms["beta[x]"].params == pytest.approx((0.0, 2.5 / s_x))
     assert priors.terms["sigs[intercept|g]"].params == pytest.approx((2.5,))
+    assert default_priors(design, "bernoulli") == priors  # the family by its name
     counts = design_from_formula("c ~ x + (1 | g)", df)
     centre = default_priors(counts, family("poisson")).terms["beta[intercept]"].params[0]
     assert centre == pytest.approx(np.log(df.c.mean()))
