@@ -27,7 +27,7 @@ if (!nzchar(system.file("include", package = "BH")) && dir.exists("/usr/include/
 dat <- read.csv(data_csv)
 dat$subject <- factor(dat$subject)
 dat$item <- factor(dat$item)
-rows <- read.csv(priors_csv, stringsAsFactors = FALSE)
+rows <- read.csv(priors_csv, stringsAsFactors = FALSE, colClasses = c(class = "character", coef = "character", group = "character"), na.strings = character())
 
 one_prior <- function(r) {
   if (r$class == "cor") return(set_prior(sprintf("lkj(%g)", r$sd), class = "cor"))
@@ -35,7 +35,7 @@ one_prior <- function(r) {
     sprintf("normal(%g, %g)", r$mean, r$sd)
   set_prior(text, class = r$class, coef = r$coef, group = r$group)
 }
-priors <- do.call(c, lapply(seq_len(nrow(rows)), function(i) one_prior(rows[i, ])))
+priors <- Reduce(`+`, lapply(seq_len(nrow(rows)), function(i) one_prior(rows[i, ])))
 
 formula <- bf(y ~ cond + (1 + cond | subject) + (1 + cond | item))
 compile_s <- elapsed(model <- brm(formula, data = dat, family = bernoulli(), prior = priors,
@@ -49,6 +49,9 @@ np <- nuts_params(fit)
 divergent <- sum(np$Value[np$Parameter == "divergent__"])
 summ <- posterior::summarise_draws(as_draws_df(fit), "mean", "sd", "ess_bulk", "rhat")
 summ <- summ[grepl("^(b_|sd_|cor_)", summ$variable), ]
+summ <- data.frame(variable = as.character(summ$variable), mean = as.numeric(summ$mean),
+                   sd = as.numeric(summ$sd), ess_bulk = as.numeric(summ$ess_bulk),
+                   rhat = as.numeric(summ$rhat))
 write.csv(summ, file.path(out_dir, "summary.csv"), row.names = FALSE)
 write.csv(data.frame(startup_s = startup_s, load_s = load_s, compile_s = compile_s,
                      sample_s = sample_s, chain_sum_s = sum(times),

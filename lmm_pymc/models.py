@@ -56,6 +56,7 @@ from .checks import choice
 from .compiled import packed_input, probe_blas, register_numba_positive_definite
 from .design import Design, GroupedStatistics, GroupingFactor
 from .families import Family, check_design, family as as_family
+from .initial import start_point
 from .marginal import (
     MarginalPlan,
     crossed_marginal_loglik,
@@ -384,4 +385,8 @@ def build_model(
             MARGINAL_LIKELIHOODS[plan.likelihood](plan, beta, params["sigma"], effects)
         else:
             _conditional_likelihood(data, family, beta, params, effects)
+    try:  # where the chains start (lmm_pymc.initial); PyMC's start if it cannot be estimated
+        model.lmm_start_point = start_point(model, data, family, resolved)
+    except (np.linalg.LinAlgError, ValueError):
+        model.lmm_start_point = {}
     return model

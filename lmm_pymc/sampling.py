@@ -205,17 +205,29 @@ def sample_model(
     else:
         from .compiled import compile_model
 
-        idata = sample_compiled(compile_model(model), config, parametrization, n_groups)
+        idata = sample_compiled(compile_model(model), config, parametrization, n_groups,
+                                start=getattr(model, "lmm_start_point", None))
     idata.posterior.attrs["target_accept"] = config.target_accept_for(parametrization, n_groups)
     return idata
 
 
 def sample_compiled(
-    compiled, config: SamplerConfig, parametrization: str, n_groups: int | None = None
+    compiled,
+    config: SamplerConfig,
+    parametrization: str,
+    n_groups: int | None = None,
+    start=None,
 ) -> az.InferenceData:
     """nutpie's NUTS on an already compiled model (:func:`lmm_pymc.compiled.compile_model`),
-    as :func:`sample_model` does."""
+    as :func:`sample_model` does; ``start``: where the chains start
+    (:func:`lmm_pymc.initial.start_point`), PyMC's initial point if None or empty."""
     import nutpie
+
+    from .initial import jittered_start
+
+    if start:
+        compiled = replace(compiled, initial_point_func=jittered_start(
+            compiled.initial_point_func, start, compiled.shape_info))  # fmt: skip
 
     extra = config.kwargs_for(parametrization)
     if config.cores is not None:
