@@ -15,7 +15,7 @@ pair                parametrization  program                 designs
 ``marginal_stats``  ``marginal``     ``lmm_marginal_stats``  one grouping factor, any p and q
 ``general``         ``cholesky``     ``lmm_general``         any (crossed factors, any q, ``||``)
 ``glmm``            ``cholesky``     ``lmm_glmm``            any; bernoulli, binomial, poisson,
-                                                             negbinomial outcomes
+                                                             negbinomial, student outcomes
 ==================  ===============  ======================  ==============================
 
 A pair serves the outcome families in its ``families`` (the Gaussian one but for ``glmm``).
@@ -336,10 +336,11 @@ def _register_defaults() -> None:
     general_offset = partial(reference_offset, latent=True, priors_in_stan=True)
     register_pair(Pair("general", "cholesky", GENERAL, tutorial_only=False,
                        offset=general_offset))  # fmt: skip
-    # binary and count outcomes: the likelihood is a full *_lpmf on both sides; the negative
-    # binomial's gradients differ by rounding up to 3.4e-9 (digamma terms), hence 1e-8
+    # binary, count and Student-t outcomes: the likelihood is a full *_lpmf (*_lpdf) on both
+    # sides; the negative binomial's gradients differ by rounding up to 3.4e-9 (digamma
+    # terms), hence 1e-8
     register_pair(Pair("glmm", "cholesky", GLMM, tutorial_only=False, grad_rtol=1e-8,
-                       shared={**SHARED, "alpha": "log"},
+                       shared={**SHARED, "alpha": "log", "nu": "log"},
                        offset=partial(general_offset, normal_rows=False),
                        data_builder=glmm_data, name_map=glmm_names,
                        families=tuple(GLMM_FAMILIES)))  # fmt: skip
