@@ -15,11 +15,12 @@ y given it changes, through the inverse link ``mu = g^-1(eta)``::
 
 A family knows its links, its own parameters (``sigma``, the Student-t's degrees of freedom
 ``nu``, ``alpha``: named so in the posterior, their priors in :mod:`lmm_pymc.priors`:
-``nu ~ Gamma(2, 0.1)``, brms's default, and ``sigma`` the Gaussian's), its PyMC likelihood, its NumPy log
-density (the pointwise log-likelihood after sampling, O(draws x rows), no second PyMC
-compile), its random draws (posterior predictive, :func:`lmm_pymc.simulate`), its mean on
-the response scale and the check of the outcome's values. ``gaussian`` is the default and
-the linear mixed model of the rest of the package. PyMC is imported inside the methods.
+``nu ~ Gamma(2, 0.1)``, brms's default, and ``sigma`` the Gaussian's), its PyMC
+likelihood, its NumPy log density (the pointwise log-likelihood after sampling,
+O(draws x rows), no second PyMC compile), its random draws (posterior predictive,
+:func:`lmm_pymc.simulate`), its mean on the response scale and the check of the outcome's
+values. ``gaussian`` is the default and the linear mixed model of the rest of the package.
+PyMC is imported inside the methods.
 
 >>> family("bernoulli")
 Bernoulli(link='logit')

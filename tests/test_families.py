@@ -544,3 +544,24 @@ def test_student_recovery_with_heavy_tailed_noise():
     kinds = {k: lmm_pymc.predict(idata, new, kind=k, seed=2).predictions["y"].values
              for k in ("mean", "link")}  # fmt: skip
     np.testing.assert_array_equal(kinds["mean"], kinds["link"])
+
+
+def test_cli_student_family_priors_and_crosscheck_data(tmp_path, capsys):
+    from lmm_pymc.cli import build_parser, main
+    from lmm_pymc.cli.commands import _crosscheck_data, priors_from_args
+
+    csv = tmp_path / "d.csv"
+    frame().assign(c=lambda d: d["c"] + 0.5).to_csv(csv, index=False)
+    fit = ["fit", str(csv), "--formula", "c ~ x + (1 | g)", "--family", "student"]
+    args = build_parser().parse_args([*fit, "--prior", "nu=gamma(3, 0.2)", "--prior",
+                                      "sigma=halfnormal(2)"])  # fmt: skip
+    design = design_from_formula("c ~ x + (1 | g)", frame())
+    priors = priors_from_args(args, design, family("student"))
+    assert (str(priors.terms["nu"]), str(priors.sigma)) == ("gamma(3, 0.2)", "halfnormal(2)")
+    assert main([*fit, "--link", "log"]) == 2
+    assert "link of family 'student' must be one of ['identity'], found 'log'" in (
+        capsys.readouterr().err)  # fmt: skip
+    cc = build_parser().parse_args(["crosscheck", "--family", "student"])
+    sim, priors = _crosscheck_data(cc)
+    assert sim.family == family("student") and sim.truth.by_name()["nu"] == 4.0
+    assert priors == default_priors(sim.design, family("student"))
