@@ -122,7 +122,10 @@ def test_glmm_pair_agrees(name: str, sims) -> None:
     # stabilised sigmoid and exp graphs, Stan's *_logit / *_log densities) and in the
     # negative binomial's digamma terms of the alpha gradient: measured <= 1e-12 (lp),
     # <= 5e-11 (gradient; 3.4e-9 for the negative binomial)
-    assert result.ok and result.grad_rtol == 1e-8, result.table.to_string()
+    # the Student-t's 1e-7: d lp / d log(nu) sums N = 96 digammas of PyTensor's psi, off by
+    # up to 1.5e-10 each (lmm_pymc.crosscheck.pairs); measured 2.7e-8
+    rtol = 1e-7 if name == "student" else 1e-8
+    assert result.ok and result.grad_rtol == rtol, result.table.to_string()
     assert result.table["rel_error"].max() < 1e-10, result.summary()
     assert result.offset_matches_expected, result.summary()
     shared = set(result.shared_coordinates)
