@@ -6,8 +6,9 @@ task: :func:`simulate`, :func:`fit`, :func:`summary`, :func:`predict`,
 :func:`recovery_table`, :func:`run_sbc` and
 :func:`lmm_pymc.crosscheck.crosscheck`. The tutorial's model ``y ~ 1 + x + (1 + x |
 group_id)`` is the default formula and :mod:`lmm_pymc.tutorial` holds its design and values.
-Binary and count outcomes (bernoulli, binomial with trials, poisson, negbinomial) go through
-the same flow with ``family=`` and ``link=`` (:mod:`lmm_pymc.families`).
+Binary and count outcomes (bernoulli, binomial with trials, poisson, negbinomial) and
+heavy-tailed real ones (student) go through the same flow with ``family=`` and ``link=``
+(:mod:`lmm_pymc.families`).
 
 Names are imported on first use, so ``import lmm_pymc`` (and the command line's argument
 parsing) does not load PyMC, PyTensor or the samplers.

@@ -7,17 +7,20 @@ y given it changes, through the inverse link ``mu = g^-1(eta)``::
     eta = X beta + sum_f (Z_f * b_f[g_f]).sum(1)                         (N,)
 
     gaussian     y ~ Normal(mu, sigma)                  identity
+    student      y ~ StudentT(nu, mu, sigma)            identity;  robust residuals
     bernoulli    y ~ Bernoulli(mu)                      logit (default), probit, cloglog
     binomial     y ~ Binomial(n, mu)   (n trials)       logit (default), probit, cloglog
     poisson      y ~ Poisson(mu)                        log (default), identity
     negbinomial  y ~ NegativeBinomial(mu, alpha)        log;  var(y) = mu + mu^2 / alpha
 
-A family knows its links, its own parameters (``sigma``, ``alpha``: named so in the
-posterior, their priors in :mod:`lmm_pymc.priors`), its PyMC likelihood, its NumPy log
-density (the pointwise log-likelihood after sampling, O(draws x rows), no second PyMC
-compile), its random draws (posterior predictive, :func:`lmm_pymc.simulate`), its mean on
-the response scale and the check of the outcome's values. ``gaussian`` is the default and
-the linear mixed model of the rest of the package. PyMC is imported inside the methods.
+A family knows its links, its own parameters (``sigma``, the Student-t's degrees of freedom
+``nu``, ``alpha``: named so in the posterior, their priors in :mod:`lmm_pymc.priors`:
+``nu ~ Gamma(2, 0.1)``, brms's default, and ``sigma`` the Gaussian's), its PyMC
+likelihood, its NumPy log density (the pointwise log-likelihood after sampling,
+O(draws x rows), no second PyMC compile), its random draws (posterior predictive,
+:func:`lmm_pymc.simulate`), its mean on the response scale and the check of the outcome's
+values. ``gaussian`` is the default and the linear mixed model of the rest of the package.
+PyMC is imported inside the methods.
 
 >>> family("bernoulli")
 Bernoulli(link='logit')
@@ -44,6 +47,7 @@ __all__ = [
     "Gaussian",
     "NegativeBinomial",
     "Poisson",
+    "StudentT",
     "family",
 ]
 
@@ -183,6 +187,34 @@ class Gaussian(Family):
 
 
 @dataclass(frozen=True)
+class StudentT(Family):
+    """``y ~ StudentT(nu, eta, sigma)``: the linear mixed model with heavy-tailed (robust)
+    residuals, ``nu`` degrees of freedom (``E[y] = eta`` for ``nu > 1``). Its effects do not
+    integrate out: it is fitted as the other non-Gaussian families, ``cholesky``."""
+
+    name: ClassVar[str] = "student"
+    links: ClassVar[tuple[str, ...]] = ("identity",)
+    parameters: ClassVar[tuple[str, ...]] = ("sigma", "nu")
+
+    def likelihood(self, name, eta, params, observed, trials=None, dims=None):
+        import pymc as pm
+
+        return pm.StudentT(name, nu=params["nu"], mu=eta, sigma=params["sigma"],
+                           observed=observed, dims=dims)  # fmt: skip
+
+    def log_density(self, y, eta, params, trials=None):
+        return stats.t.logpdf(y, params["nu"], loc=eta, scale=params["sigma"])
+
+    def draw(self, rng, eta, params, trials=None):
+        nu = np.broadcast_to(params["nu"], np.shape(eta))
+        return eta + params["sigma"] * rng.standard_t(nu)
+
+    def check_outcome(self, y, column, trials=None, trials_name=""):
+        _first_bad(f"outcome column {column!r}", y, ~np.isfinite(y),
+                   "finite numbers for family 'student'")  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Binomial(Family):
     """``y ~ Binomial(n, g^-1(eta))``: successes out of ``n`` trials per row."""
 
@@ -305,7 +337,8 @@ class NegativeBinomial(Poisson):
 
 #: Family name -> its class.
 FAMILIES: dict[str, type[Family]] = {
-    cls.name: cls for cls in (Gaussian, Bernoulli, Binomial, Poisson, NegativeBinomial)
+    cls.name: cls
+    for cls in (Gaussian, Bernoulli, Binomial, Poisson, NegativeBinomial, StudentT)
 }
 
 

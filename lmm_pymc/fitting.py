@@ -121,7 +121,7 @@ def fit(
     integrate : str, optional
         With ``marginal`` and crossed factors: the grouping factor to integrate out
         (default: the one with the most levels).
-    family : {"gaussian", "bernoulli", "binomial", "poisson", "negbinomial"}, optional
+    family : {"gaussian", "bernoulli", "binomial", "poisson", "negbinomial", "student"}, optional
         The outcome's distribution given the linear predictor (:mod:`lmm_pymc.families`),
         default ``"gaussian"`` (for a simulation: its own). A binomial outcome names its
         trials in the formula, ``"y | trials(n) ~ ..."`` or ``"p(y, n) ~ ..."``. Other
@@ -129,7 +129,8 @@ def fit(
         ``marginal`` is refused) and need the rows (no files or per-group sums).
     link : str, optional
         The family's link: ``logit`` (default), ``probit`` or ``cloglog`` for bernoulli and
-        binomial; ``log`` (default) or ``identity`` for poisson; ``log`` for negbinomial.
+        binomial; ``log`` (default) or ``identity`` for poisson; ``log`` for negbinomial;
+        ``identity`` for student (y ~ StudentT(nu, eta, sigma), robust residuals).
 
     Returns
     -------

@@ -14,7 +14,8 @@
 A binary or count outcome (``family=``, :mod:`lmm_pymc.families`) keeps the linear
 predictor ``eta = X beta + sum_f (Z_f * b_f[g_f]).sum(1)`` and changes the last line only,
 e.g. ``y ~ Bernoulli(invlogit(eta))`` (no ``sigma``; the negative binomial's ``alpha``
-instead); its effects are sampled (``cholesky``, the default there, or ``lkj_corr``).
+instead; ``sigma`` and ``nu`` for the Student-t); its effects are sampled (``cholesky``,
+the default there, or ``lkj_corr``).
 
 The priors are :mod:`lmm_pymc.priors`' (default: on the data's scale,
 :func:`~lmm_pymc.priors.default_priors`; ``Priors.tutorial()`` is the tutorial's).
@@ -349,7 +350,7 @@ def build_model(
     family, link : str, optional
         The outcome's family and link (:func:`lmm_pymc.families.family`): default
         ``"gaussian"``; ``"bernoulli"``, ``"binomial"`` (trials in the formula),
-        ``"poisson"``, ``"negbinomial"``.
+        ``"poisson"``, ``"negbinomial"``, ``"student"``.
 
     Returns
     -------

@@ -11,7 +11,8 @@ __all__ = ["CROSSCHECK_PAIRS", "FAMILY_NAMES", "PARAMETRIZATIONS", "SAMPLERS"]
 
 #: The outcome families :func:`lmm_pymc.fit` accepts (:mod:`lmm_pymc.families`; a test keeps
 #: the two equal); the first is the default.
-FAMILY_NAMES: tuple[str, ...] = ("gaussian", "bernoulli", "binomial", "poisson", "negbinomial")
+FAMILY_NAMES: tuple[str, ...] = ("gaussian", "bernoulli", "binomial", "poisson", "negbinomial",
+                                  "student")
 
 #: Names of the parametrizations :func:`lmm_pymc.build_model` accepts.
 PARAMETRIZATIONS: tuple[str, ...] = ("marginal", "cholesky", "lkj_corr")

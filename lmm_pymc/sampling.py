@@ -268,7 +268,7 @@ class Diagnostics:
 
 #: The variables whose r_hat and ESS are checked by default: every model's scalars (those
 #: present: no ``sigma`` for a binary or count outcome, the negative binomial's ``alpha``).
-CHECKED: tuple[str, ...] = ("beta", "sigma", "sigs", "alpha")
+CHECKED: tuple[str, ...] = ("beta", "sigma", "sigs", "alpha", "nu")
 
 
 def diagnose(

@@ -174,9 +174,9 @@ def _positive(name: str, value: object, what: str) -> float:
     return v
 
 
-def _family_parameters(fam: Family, sigma, alpha) -> dict[str, float]:
+def _family_parameters(fam: Family, sigma, alpha, nu=None) -> dict[str, float]:
     """The family's own parameters by name, each given exactly where the family has it."""
-    given = {"sigma": sigma, "alpha": alpha}
+    given = {"sigma": sigma, "alpha": alpha, "nu": nu}
     extra = [n for n, v in given.items() if v is not None and n not in fam.parameters]
     missing = [n for n in fam.parameters if given[n] is None]
     if extra or missing:
@@ -184,7 +184,8 @@ def _family_parameters(fam: Family, sigma, alpha) -> dict[str, float]:
             f"family {fam.name!r} takes the parameter(s) {list(fam.parameters)}, found "
             f"{', '.join(f'{n}={given[n]!r}' for n in extra + missing)}"
         )
-    what = {"sigma": "residual sd", "alpha": "negative binomial shape"}
+    what = {"sigma": "residual sd", "alpha": "negative binomial shape",
+            "nu": "Student-t degrees of freedom"}  # fmt: skip
     return {n: _positive(n, given[n], what[n]) for n in fam.parameters}
 
 
@@ -199,6 +200,7 @@ def simulate(
     family: str | Family | None = None,
     link: str | None = None,
     alpha: float | None = None,
+    nu: float | None = None,
 ) -> Simulation:
     """Simulate the response of ``formula`` for the predictors in ``data``.
 
@@ -218,7 +220,7 @@ def simulate(
         (identity) and must be omitted or the identity for an uncorrelated ``||`` term;
         ``"rho"`` gives the correlation of a 2 x 2 ``R``.
     sigma : float, optional
-        Residual sd (> 0); family ``gaussian`` only.
+        Residual sd (> 0); families ``gaussian`` and ``student`` (its scale) only.
     seed : int, numpy.random.Generator or None
         The only source of randomness; the same seed gives the same data.
     family, link : str, optional
@@ -228,6 +230,9 @@ def simulate(
     alpha : float, optional
         The negative binomial's shape (``var = mu + mu^2 / alpha``); family
         ``negbinomial`` only.
+    nu : float, optional
+        The Student-t's degrees of freedom (> 0; heavy tails below ~5); family ``student``
+        only.
 
     ``beta``, ``groups`` and ``sigma`` default to the tutorial's values
     (:func:`lmm_pymc.tutorial.parameters`) for the tutorial's formula and are required
@@ -259,7 +264,7 @@ def simulate(
     if design.response is None:
         raise ValueError(f"formula must name the response to simulate (y ~ ...), found {formula!r}")
     beta_arr = _beta_vector(beta, design.fixed_names)
-    params = _family_parameters(fam, sigma, alpha)
+    params = _family_parameters(fam, sigma, alpha, nu)
     exact_keys("groups", groups, [f.name for f in design.factors], "grouping factor")
     specs = {f.name: _factor_parameters(f, groups[f.name]) for f in design.factors}
 

@@ -2,7 +2,7 @@
 fixed effects, random-effect sds and correlations per factor, residual sd, each with a
 95% interval, R-hat and effective sample sizes, the divergences and the priors used. A fit of
 a binary or count outcome names its family and link and has no residual sd (the negative
-binomial's ``alpha`` in its place)."""
+binomial's ``alpha`` in its place; the Student-t's ``sigma`` and ``nu``)."""
 
 from __future__ import annotations
 

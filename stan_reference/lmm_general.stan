@@ -16,8 +16,8 @@
 functions {
   // Prior of one parameter, normalising constants included (as PyMC's), by family code:
   // 1 normal(mu, sigma), 2 student_t(nu, mu, sigma), 3 half-normal(sigma),
-  // 4 half-student_t(nu, sigma), 5 exponential(lambda); par holds the parameters in that
-  // order (lmm_pymc.stan.programs.prior_data).
+  // 4 half-student_t(nu, sigma), 5 exponential(lambda), 6 gamma(shape, rate); par holds the
+  // parameters in that order (lmm_pymc.stan.programs.prior_data).
   real prior_lpdf(real x, int family, row_vector par) {
     if (family == 1) {
       return normal_lpdf(x | par[1], par[2]);
@@ -29,8 +29,10 @@ functions {
       return student_t_lpdf(x | par[1], 0, par[2]) + log2();
     } else if (family == 5) {
       return exponential_lpdf(x | par[1]);
+    } else if (family == 6) {
+      return gamma_lpdf(x | par[1], par[2]);
     }
-    reject("prior family must be 1..5, found ", family);
+    reject("prior family must be 1..6, found ", family);
   }
   // Cholesky factor of a K x K correlation matrix from K (K - 1) / 2 unconstrained values,
   // row by row: w = tanh(y), L[i, j] = w * sqrt(1 - sum_{k < j} L[i, k]^2).
@@ -83,9 +85,9 @@ data {
   // priors per parameter (lmm_pymc.stan.programs.prior_data): family codes and parameters
   array[p] int<lower=1, upper=2> fixed_family;
   matrix[p, 3] fixed_par;
-  int<lower=3, upper=5> sigma_family;
+  int<lower=3, upper=6> sigma_family;
   row_vector[3] sigma_par;
-  array[sum(q)] int<lower=3, upper=5> sd_family;
+  array[sum(q)] int<lower=3, upper=6> sd_family;
   matrix[sum(q), 3] sd_par;
   array[F] real<lower=0> lkj_eta;  // LKJ shape per factor (used where correlated)
   int<lower=0, upper=1> add_jacobian;  // 1 to sample; 0 to compare densities (see above)

@@ -1,4 +1,4 @@
-// Generalised linear mixed model (binary and count outcomes), any number of grouping
+// Generalised linear mixed model (binary, count and Student-t outcomes), any number of grouping
 // factors F, q_f effects each:
 //   eta = X beta + sum_f (Z_f * b_f[g_f]).sum(1)
 //   b_f[j] = diag(sigs_f) L_f z_f[j],  z ~ N(0, 1)   (non-centred)
@@ -9,11 +9,14 @@
 //            2 binomial     (trials as data) links logit, probit, cloglog
 //            3 poisson      links log (2), identity (1)
 //            4 negbinomial  link log; alpha ~ its prior, var(y) = mu + mu^2 / alpha
+//            5 student      link identity; y_real ~ student_t(nu, eta, sigma), sigma and
+//                           nu ~ their priors (nu's default gamma(2, 0.1), brms's)
 // Mirrors lmm_pymc.models.build_model(design, "cholesky", family=..., link=...) (the
 // Gaussian family is lmm_general.stan's); the data come from lmm_pymc.stan.glmm_data
 // (lmm_pymc.crosscheck pair "glmm"). Names shared with PyMC: beta, sigs, R, alpha (a
-// vector of length 1 for the negative binomial, 0 otherwise); z is every factor's z_k
-// flattened row-major, factor after factor.
+// vector of length 1 for the negative binomial, 0 otherwise), sigma and nu (length 1 for
+// the Student-t, 0 otherwise); z is every factor's z_k flattened row-major, factor after
+// factor. The counts come as y, a real outcome as y_real (each 0 where unused).
 //
 // The likelihood keeps its normalising constants (target += *_lpmf, as PyMC's), and the
 // mean of a probit or cloglog link is computed as PyMC computes it (0.5 erfc(-eta / sqrt 2),
@@ -25,8 +28,8 @@
 functions {
   // Prior of one parameter, normalising constants included (as PyMC's), by family code:
   // 1 normal(mu, sigma), 2 student_t(nu, mu, sigma), 3 half-normal(sigma),
-  // 4 half-student_t(nu, sigma), 5 exponential(lambda); par holds the parameters in that
-  // order (lmm_pymc.stan.programs.prior_data).
+  // 4 half-student_t(nu, sigma), 5 exponential(lambda), 6 gamma(shape, rate); par holds the
+  // parameters in that order (lmm_pymc.stan.programs.prior_data).
   real prior_lpdf(real x, int family, row_vector par) {
     if (family == 1) {
       return normal_lpdf(x | par[1], par[2]);
@@ -38,8 +41,10 @@ functions {
       return student_t_lpdf(x | par[1], 0, par[2]) + log2();
     } else if (family == 5) {
       return exponential_lpdf(x | par[1]);
+    } else if (family == 6) {
+      return gamma_lpdf(x | par[1], par[2]);
     }
-    reject("prior family must be 1..5, found ", family);
+    reject("prior family must be 1..6, found ", family);
   }
   // Cholesky factor of a K x K correlation matrix from K (K - 1) / 2 unconstrained values,
   // row by row: w = tanh(y), L[i, j] = w * sqrt(1 - sum_{k < j} L[i, k]^2).
@@ -99,9 +104,10 @@ data {
   int<lower=1> N;  // rows
   int<lower=1> p;  // fixed effects
   matrix[N, p] X;
-  int<lower=1, upper=4> family;  // 1 bernoulli, 2 binomial, 3 poisson, 4 negbinomial
+  int<lower=1, upper=5> family;  // 1 bernoulli, 2 binomial, 3 poisson, 4 negbinomial, 5 student
   int<lower=1, upper=5> link;  // 1 identity, 2 log, 3 logit, 4 probit, 5 cloglog
   array[N] int<lower=0> y;
+  vector[N] y_real;  // the Student-t's outcome (0 for the other families)
   array[N] int<lower=0> trials;  // the binomial's trials per row (1 for the bernoulli)
   int<lower=1> F;  // grouping factors
   array[F] int<lower=1> q;  // random effects per factor
@@ -112,11 +118,15 @@ data {
   // priors per parameter (lmm_pymc.stan.programs.prior_data): family codes and parameters
   array[p] int<lower=1, upper=2> fixed_family;
   matrix[p, 3] fixed_par;
-  array[sum(q)] int<lower=3, upper=5> sd_family;
+  array[sum(q)] int<lower=3, upper=6> sd_family;
   matrix[sum(q), 3] sd_par;
   array[F] real<lower=0> lkj_eta;  // LKJ shape per factor (used where correlated)
-  int<lower=3, upper=5> alpha_family;  // prior of the negative binomial's alpha
+  int<lower=3, upper=6> alpha_family;  // prior of the negative binomial's alpha
   row_vector[3] alpha_par;
+  int<lower=3, upper=6> sigma_family;  // priors of the Student-t's sigma and nu
+  row_vector[3] sigma_par;
+  int<lower=3, upper=6> nu_family;
+  row_vector[3] nu_par;
   int<lower=0, upper=1> add_jacobian;  // 1 to sample; 0 to compare densities (see above)
 }
 transformed data {
@@ -124,13 +134,15 @@ transformed data {
   int n_free = 0;  // unconstrained correlation parameters of all correlated factors
   int n_z = 0;  // standardised random effects of all factors
   int has_alpha = family == 4;
+  int has_student = family == 5;
   array[F] int off_q;  // offset of factor f in sigs and in the columns of Z
   array[F] int off_free;
   array[F] int off_z;
-  if ((family <= 2 && link < 3) || (family == 3 && link > 2) || (family == 4 && link != 2)) {
+  if ((family <= 2 && link < 3) || (family == 3 && link > 2) || (family == 4 && link != 2)
+      || (family == 5 && link != 1)) {
     reject("link code ", link, " is not a link of family code ", family,
            " (bernoulli, binomial: logit 3, probit 4, cloglog 5; poisson: identity 1, ",
-           "log 2; negbinomial: log 2)");
+           "log 2; negbinomial: log 2; student: identity 1)");
   }
   for (f in 1:F) {
     off_q[f] = f == 1 ? 0 : off_q[f - 1] + q[f - 1];
@@ -148,6 +160,8 @@ parameters {
   vector[n_free] L_free;  // Cholesky factors of the correlations, unconstrained
   vector[n_z] z;  // standardised random effects; factor f: (J_f, q_f) row-major
   vector<lower=0>[has_alpha] alpha;  // the negative binomial's shape
+  vector<lower=0>[has_student] sigma;  // the Student-t's scale
+  vector<lower=0>[has_student] nu;  // and degrees of freedom
 }
 model {
   vector[N] eta = X * beta;
@@ -159,6 +173,10 @@ model {
   }
   if (has_alpha) {
     target += prior_lpdf(alpha[1] | alpha_family, alpha_par);
+  }
+  if (has_student) {
+    target += prior_lpdf(sigma[1] | sigma_family, sigma_par);
+    target += prior_lpdf(nu[1] | nu_family, nu_par);
   }
   z ~ std_normal();
   for (f in 1:F) {
@@ -181,7 +199,11 @@ model {
       }
     }
   }
-  target += family_lpmf(y | family, link, eta, trials, alpha);
+  if (has_student) {
+    target += student_t_lpdf(y_real | nu[1], eta, sigma[1]);
+  } else {
+    target += family_lpmf(y | family, link, eta, trials, alpha);
+  }
 }
 generated quantities {
   // block-diagonal correlation of all random effects (coords random_effect)

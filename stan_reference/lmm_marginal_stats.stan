@@ -26,8 +26,8 @@
 functions {
   // Prior of one parameter, normalising constants included (as PyMC's), by family code:
   // 1 normal(mu, sigma), 2 student_t(nu, mu, sigma), 3 half-normal(sigma),
-  // 4 half-student_t(nu, sigma), 5 exponential(lambda); par holds the parameters in that
-  // order (lmm_pymc.stan.programs.prior_data).
+  // 4 half-student_t(nu, sigma), 5 exponential(lambda), 6 gamma(shape, rate); par holds the
+  // parameters in that order (lmm_pymc.stan.programs.prior_data).
   real prior_lpdf(real x, int family, row_vector par) {
     if (family == 1) {
       return normal_lpdf(x | par[1], par[2]);
@@ -39,8 +39,10 @@ functions {
       return student_t_lpdf(x | par[1], 0, par[2]) + log2();
     } else if (family == 5) {
       return exponential_lpdf(x | par[1]);
+    } else if (family == 6) {
+      return gamma_lpdf(x | par[1], par[2]);
     }
-    reject("prior family must be 1..5, found ", family);
+    reject("prior family must be 1..6, found ", family);
   }
 }
 data {
@@ -58,9 +60,9 @@ data {
   // priors per parameter (lmm_pymc.stan.programs.prior_data): family codes and parameters
   array[p] int<lower=1, upper=2> fixed_family;
   matrix[p, 3] fixed_par;
-  int<lower=3, upper=5> sigma_family;
+  int<lower=3, upper=6> sigma_family;
   row_vector[3] sigma_par;
-  array[q] int<lower=3, upper=5> sd_family;
+  array[q] int<lower=3, upper=6> sd_family;
   matrix[q, 3] sd_par;
   real<lower=0> lkj_eta;
 }

@@ -383,7 +383,7 @@ def test_wrong_pairs_disagree(kind: str, failure: str, tutorial_sim, crossed_sim
 
 # --------------------------------------------- per-term priors reach Stan (PyStan)
 #: Every family and a per-term value somewhere: a Student-t slope, half-Student-t sds of one
-#: factor, an exponential residual sd, an LKJ shape of its own.
+#: factor, an exponential residual sd (a gamma one too, below), an LKJ shape of its own.
 PER_TERM = {"beta[x1]": "student_t(4, 0.5, 2)", "sigs[g]": "halfstudent_t(3, 1.5)",
             "sigs[x2|g]": "halfstudent_t(5, 0.7)", "R[g]": 3.0}  # fmt: skip
 
@@ -396,7 +396,8 @@ def test_per_term_priors_reach_stan(program: str, q3_sim) -> None:
     family or another scale on one term."""
     design = q3_sim.design
     priors = lmm_pymc.Priors(terms=PER_TERM, sigma="exponential(0.5)")
-    for p in (priors, lmm_pymc.default_priors(design)):
+    gamma = lmm_pymc.Priors(terms=PER_TERM, sigma="gamma(2, 0.5)")  # shape, rate
+    for p in (priors, lmm_pymc.default_priors(design), gamma):
         result = crosscheck(design, program=program, priors=p, **WRONG)
         # the same terms on both sides: rounding only (measured below 1e-12)
         assert result.ok and result.table["rel_error"].max() < 1e-9, result.summary()

@@ -14,6 +14,7 @@ from lmm_pymc import tutorial
 from lmm_pymc.models import build_model
 from lmm_pymc.priors import (
     Exponential,
+    Gamma,
     HalfNormal,
     HalfStudentT,
     Normal,
@@ -31,8 +32,10 @@ def test_families_parse_and_print() -> None:
     assert parse_prior("HalfStudentT(3, 2)") == HalfStudentT(3, 2)
     assert parse_prior(" exponential(0.5) ") == Exponential(0.5)
     assert str(HalfNormal(2.5)) == "halfnormal(2.5)"
-    with pytest.raises(ValueError, match="family of .*'normal'.*found 'gamma\\(2, 1\\)'"):
-        parse_prior("gamma(2, 1)")
+    assert parse_prior("gamma(2, 0.1)") == Gamma(2, 0.1)  # shape, rate: brms's nu prior
+    assert str(Gamma(2, 0.1)) == "gamma(2, 0.1)" and Gamma(2, 0.1).positive
+    with pytest.raises(ValueError, match="family of .*'normal'.*found 'weibull\\(2, 1\\)'"):
+        parse_prior("weibull(2, 1)")
     with pytest.raises(ValueError, match="halfnormal's sigma must be finite and > 0, found -1"):
         HalfNormal(-1)
     with pytest.raises(ValueError, match="takes 2 parameter"):
@@ -40,7 +43,7 @@ def test_families_parse_and_print() -> None:
 
 
 @pytest.mark.parametrize("prior", [Normal(1, 2), StudentT(4, 1, 2), HalfNormal(2),
-                                   HalfStudentT(5, 2), Exponential(0.5)])  # fmt: skip
+                                   HalfStudentT(5, 2), Exponential(0.5), Gamma(2, 2)])  # fmt: skip
 def test_numpy_draws_match_pymc(prior) -> None:
     # 20000 draws each: the medians agree within 4 standard errors (~0.05 at these scales)
     rng = np.random.default_rng(1)
@@ -167,3 +170,19 @@ def test_default_priors_make_the_fit_unit_free() -> None:
     # the tutorial's priors pull the scaled intercept (~1600 on that scale) towards 0
     gap = np.abs(medians["tutorial", 1000.0] - medians["tutorial", 0.0])
     assert gap[0] > 1.0, medians
+
+
+def test_student_degrees_of_freedom_prior(tutorial_sim) -> None:
+    """``nu`` (family student) has brms's gamma(2, 0.1) unless ``Priors.terms`` names it;
+    it must be a positive family and belongs to a model with a Student-t outcome only."""
+    d = tutorial_sim.design
+    table = dict(Priors().resolve(d.fixed_names, d.factors, ("sigma", "nu")).table(d.factors))
+    assert (table["nu"], table["sigma"]) == ("gamma(2, 0.1)", "halfnormal(5)")
+    own = Priors(terms={"nu": "gamma(3, 0.5)"}).resolve(d.fixed_names, d.factors, ("sigma", "nu"))
+    assert own.parameters["nu"] == Gamma(3, 0.5)
+    again = Priors.from_dict(Priors(terms={"nu": Gamma(3, 0.5)}).to_dict())
+    assert again.terms["nu"] == Gamma(3, 0.5)
+    with pytest.raises(ValueError, match=r"Priors.terms\['nu'\] is the prior of an sd"):
+        Priors(terms={"nu": "normal(0, 1)"})
+    with pytest.raises(ValueError, match=r"Priors.terms names \['nu'\]"):
+        Priors(terms={"nu": "gamma(2, 0.1)"}).resolve(d.fixed_names, d.factors)

@@ -223,7 +223,8 @@ def cmd_sbc(args: argparse.Namespace) -> int:
 def _crosscheck_data(args: argparse.Namespace):
     """``(simulation, priors)`` of ``lmm-pymc crosscheck``: the tutorial's model, or for
     ``--family`` other than gaussian its design with effects on the link's scale (beta 0.3,
-    0.5; sds 0.8, 0.4; rho 0.3) and the data-scale default priors."""
+    0.5; sds 0.8, 0.4; rho 0.3; alpha 3; the Student-t's sigma 1, nu 4) and the data-scale
+    default priors."""
     from .. import tutorial
     from ..families import family
     from ..priors import default_priors
@@ -237,7 +238,7 @@ def _crosscheck_data(args: argparse.Namespace):
     formula = tutorial.FORMULA
     if fam.needs_trials:
         frame, formula = frame.assign(n=5), formula.replace("y ~", "y | trials(n) ~")
-    own = {"alpha": 3.0} if "alpha" in fam.parameters else {}
+    own = {n: v for n, v in (("alpha", 3.0), ("sigma", 1.0), ("nu", 4.0)) if n in fam.parameters}
     groups = {tutorial.GROUP: {"sigs": [0.8, 0.4], "rho": 0.3}}
     sim = simulate(formula, frame, beta=[0.3, 0.5], groups=groups, seed=args.seed, family=fam,
                    **own)  # fmt: skip

@@ -153,7 +153,7 @@ def _fit_parser(sub) -> None:
     fit.add_argument("--link", default=None,
                      help="the family's link (default: its first): logit, probit, "
                           "cloglog (bernoulli, binomial); log, identity (poisson); log "
-                          "(negbinomial)")  # fmt: skip
+                          "(negbinomial); identity (student)")  # fmt: skip
     fit.add_argument(
         "--tutorial-priors",
         action="store_true",

@@ -21,19 +21,21 @@ True
 from __future__ import annotations
 
 from .logdensity import CrossCheckResult, crosscheck, crosscheck_design, crosscheck_family
+from .offsets import (
+    cholesky_cov_log_jacobian,
+    covariance_log_jacobian,
+    lkj_log_normaliser,
+    reference_offset,
+)
 from .pairs import (
     PAIRS,
     SHARED,
     Pair,
     available_pairs,
-    cholesky_cov_log_jacobian,
-    covariance_log_jacobian,
     expected_offset,
     get_pair,
-    lkj_log_normaliser,
     name_mapping,
     pairs,
-    reference_offset,
     register_pair,
     select_pair,
 )

@@ -326,7 +326,8 @@ def crosscheck(
         check: both backends compute in double precision, so only rounding (~1e-13
         relative) separates correct pairs.
     grad_rtol : float, optional
-        Tolerance of ``|g_pymc - g_stan| / max(1, |g_stan|)``; default the pair's. The
+        Tolerance of ``|g_pymc - g_stan| / max(1, |g_stan|)``; default the pair's (for
+        the outcome's family where the pair names one: ``Pair.family_grad_rtol``). The
         latent-variable pairs agree to ~1e-12 (default 1e-9). The marginal pair's Stan
         program evaluates the Woodbury form, whose terms (``r'r / sigma^2`` and
         ``|A^-1/2 u|^2 / sigma^4``) nearly cancel, while PyMC uses the well-conditioned OLS
@@ -361,6 +362,8 @@ def crosscheck(
     expected, explanation = (None, "not known analytically")
     if pair.offset is not None:
         expected, explanation = pair.offset(design, priors)
-    grad_rtol = pair.grad_rtol if grad_rtol is None else float(grad_rtol)
+    if grad_rtol is None:  # the pair's, or its own for the outcome's family
+        grad_rtol = pair.family_grad_rtol.get(fam.name, pair.grad_rtol)
+    grad_rtol = float(grad_rtol)
     return CrossCheckResult(pair.parametrization, pair.program, stan.name, table, offset,
                             expected, explanation, rtol, grad_rtol, sorted(shared))  # fmt: skip

@@ -15,28 +15,28 @@ pair                parametrization  program                 designs
 ``marginal_stats``  ``marginal``     ``lmm_marginal_stats``  one grouping factor, any p and q
 ``general``         ``cholesky``     ``lmm_general``         any (crossed factors, any q, ``||``)
 ``glmm``            ``cholesky``     ``lmm_glmm``            any; bernoulli, binomial, poisson,
-                                                             negbinomial outcomes
+                                                             negbinomial, student outcomes
 ==================  ===============  ======================  ==============================
 
 A pair serves the outcome families in its ``families`` (the Gaussian one but for ``glmm``).
+The maths of the pairs (LKJ constants, Jacobians, analytic offsets) are
+:mod:`lmm_pymc.crosscheck.offsets`'.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 import pandas as pd
-from scipy.special import betaln
 
 from ..design import Design
 from ..families import Family
 from ..families import family as as_family
 from ..models import PARAMETRIZATIONS, resolve_parametrization
-from ..priors import FAMILY_PARAMETERS, Priors
+from ..priors import Priors
 from ..stan.names import TUTORIAL_NAMES, NameMap, general_names, glmm_names, marginal_stats_names
 from ..stan.programs import (
     GENERAL,
@@ -51,7 +51,12 @@ from ..stan.programs import (
     marginal_stats_data,
     stan_file,
     tutorial_data,
-    tutorial_prior_data,
+)
+from .offsets import (
+    cholesky_cov_log_jacobian,
+    covariance_log_jacobian,
+    lkj_log_normaliser,
+    reference_offset,
 )
 
 __all__ = [
@@ -69,112 +74,6 @@ __all__ = [
     "register_pair",
     "select_pair",
 ]
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-# ------------------------------------------------------------------------ the maths
-def lkj_log_normaliser(n: int, eta: float) -> float:
-    """``log c_n(eta)``: the LKJ density is ``det(R)^(eta - 1) / c_n(eta)``.
-
-    Lewandowski, Kurowicka and Joe (2009), eq. 16:
-    ``c_n = prod_{k=1}^{n-1} [2^(2 eta - 2 + n - k) B(b_k, b_k)]^(n - k)``,
-    ``b_k = eta + (n - k - 1) / 2``. For ``n = 2``: ``2^(2 eta - 1) B(eta, eta)`` (the
-    density of ``r = 2 u - 1``, ``u ~ Beta(eta, eta)``).
-    """
-    if n < 2 or eta <= 0:
-        raise ValueError(f"n must be >= 2 and eta > 0, found n={n!r}, eta={eta!r}")
-    total = 0.0
-    for k in range(1, n):
-        b = eta + (n - k - 1) / 2.0
-        total += (n - k) * ((2.0 * eta - 2.0 + n - k) * math.log(2.0) + betaln(b, b))
-    return total
-
-
-def cholesky_cov_log_jacobian(point: Mapping[str, np.ndarray]) -> float:
-    """``log |d chol_cov / d (sigs, L_corr)|`` at a point with ``sigs`` (q,) and ``R`` (q, q).
-
-    PyMC's ``LKJCholeskyCov`` is a density on the packed Cholesky factor ``C`` of Sigma;
-    Stan's ``sigs ~ ...; L_corr ~ lkj_corr_cholesky(eta)`` is a density on ``(sigs, L)``
-    with ``L`` the Cholesky factor of the correlation, coordinatised by its strictly lower
-    elements. ``C = diag(sigs) L`` row by row: row ``i`` (0-based) is ``sigs_i`` times the
-    unit vector ``L_i``, whose first ``i`` elements are free and ``L_ii = sqrt(1 - sum)``.
-    In polar form ``d^(i+1) C_i = sigs_i^i d sigs_i dS(L_i)`` and the surface element in
-    the first ``i`` coordinates is ``dS = dL_i0 ... dL_i,i-1 / L_ii``, so
-
-        log |J| = sum_i ( i log sigs_i - log L_ii ).
-
-    For 2 x 2 (``L_10 = rho``, ``L_11 = sqrt(1 - rho^2)``): ``|J| = s_2 / sqrt(1 - rho^2)``.
-    Hence ``p_Stan(sigs, L) = p_PyMC(C) |J|``: add this to PyMC's log density.
-    """
-    sigs = np.asarray(point["sigs"], dtype=float)
-    L = np.linalg.cholesky(np.asarray(point["R"], dtype=float))
-    i = np.arange(sigs.shape[0])
-    return float(np.sum(i * np.log(sigs) - np.log(np.diag(L))))
-
-
-def covariance_log_jacobian(
-    point: Mapping[str, np.ndarray], design: Design, free: Sequence[str]
-) -> float:
-    """The Jacobian hook of every registered pair: :func:`cholesky_cov_log_jacobian` of
-    each correlated factor whose PyMC covariance is ``chol_cov_<key>`` (``LKJCholeskyCov``),
-    on its block of ``sigs`` and ``R``; ``LKJCorr`` (``lkj_corr``) and Stan's
-    ``corr_matrix`` both put the density on the upper triangle of ``R``, so 0 there."""
-    total, start = 0.0, 0
-    for f in design.factors:
-        block = slice(start, start + f.q)
-        start += f.q
-        if f.has_correlation and f"chol_cov_{f.key}" in free:
-            sigs, R = np.asarray(point["sigs"])[block], np.asarray(point["R"])[block, block]
-            total += cholesky_cov_log_jacobian({"sigs": sigs, "R": R})
-    return total
-
-
-def reference_offset(
-    design: Design,
-    priors: Priors,
-    *,
-    latent: bool,
-    priors_in_stan: bool = False,
-    normal_rows: bool = True,
-) -> tuple[float, str]:
-    """``lp_PyMC - lp_Stan`` of the registered pairs, derived term by term: PyMC keeps every
-    normalising constant, Stan (``propto=True``) drops those that do not depend on
-    parameters. ``latent``: the random effects and the likelihood are PyMC random variables
-    (False for ``marginal``, where both backends add the same ``-n/2 log(2 pi)``).
-    ``priors_in_stan``: the program adds each prior with its constants (``target +=
-    prior_lpdf``, the programs that take per-term priors), so only the LKJ constants and the
-    latent ones remain. ``normal_rows``: Stan's likelihood is ``y ~ normal`` (False where
-    the program adds a family's full ``*_lpmf``, as ``lmm_glmm``)."""
-    parameters = ("sigma", *FAMILY_PARAMETERS)  # any family's: the LKJ shapes are wanted
-    etas = priors.resolve(design.fixed_names, design.factors, parameters).etas
-    lkj = sum(lkj_log_normaliser(f.q, etas[f.name]) for f in design.factors if f.has_correlation)
-    parts: dict[str, float] = {}
-    if not priors_in_stan:
-        p, Q = len(design.fixed_names), len(design.terms)
-        half_normal = math.log(2.0) - _HALF_LOG_2PI
-        scalars = tutorial_prior_data(priors)
-        parts = {
-            f"beta: {p} normal constants": p * (-_HALF_LOG_2PI - math.log(scalars["fixed_sd"])),
-            "sigma: half-normal constant incl. log 2": half_normal - math.log(scalars["residual_sd"]),
-            f"sigs: {Q} half-normal constants incl. log 2": Q
-            * (half_normal - math.log(scalars["group_sd"])),
-        }
-    # PyMC 5.28's LKJCorr and LKJCholeskyCov add +log c_n(eta), the opposite sign of the
-    # normalised density (LKJCorr(n=2, eta=1) logp is log 2 where the uniform density on
-    # (-1, 1) is 1/2): a constant, harmless for sampling, taken as it is.
-    parts["LKJ normalising constants (PyMC's sign)"] = lkj
-    if latent:  # z ~ std_normal(), y ~ normal(...) drop -1/2 log(2 pi) per value
-        n_effects = sum(f.q * f.n_levels for f in design.factors)
-        parts[f"random effects: -1/2 log(2 pi) for each of {n_effects}"] = (
-            -n_effects * _HALF_LOG_2PI
-        )
-        if normal_rows:
-            rows = f"likelihood: -1/2 log(2 pi) per row ({design.n_obs})"
-            parts[rows] = -design.n_obs * _HALF_LOG_2PI
-    text = "; ".join(f"{k} {v:+.6f}" for k, v in parts.items())
-    return float(sum(parts.values())), text
-
 
 # ------------------------------------------------------------------------ the pairs
 #: PyMC free variables (``{k}``: each factor's key) whose unconstrained coordinate is the
@@ -222,6 +121,8 @@ class Pair:
         ``design -> NameMap``; ``None``: :data:`TUTORIAL_NAMES` or :func:`general_names`.
     families : tuple of str
         The outcome families the program takes (:data:`lmm_pymc.families.FAMILIES`).
+    family_grad_rtol : dict of str to float
+        ``grad_rtol`` of an outcome family where it differs from the pair's.
     """
 
     name: str
@@ -240,6 +141,7 @@ class Pair:
     data_builder: Callable[[Design, Priors], dict] | None = None
     name_map: Callable[[Design], NameMap] | None = None
     families: tuple[str, ...] = ("gaussian",)
+    family_grad_rtol: Mapping[str, float] = field(default_factory=dict)
 
     def applies(self, design: Design, family: str | Family | None = None) -> bool:
         if self.tutorial_only and not is_tutorial_design(design):
@@ -336,10 +238,14 @@ def _register_defaults() -> None:
     general_offset = partial(reference_offset, latent=True, priors_in_stan=True)
     register_pair(Pair("general", "cholesky", GENERAL, tutorial_only=False,
                        offset=general_offset))  # fmt: skip
-    # binary and count outcomes: the likelihood is a full *_lpmf on both sides; the negative
-    # binomial's gradients differ by rounding up to 3.4e-9 (digamma terms), hence 1e-8
+    # binary, count and Student-t outcomes: the likelihood is a full *_lpmf (*_lpdf) on both
+    # sides; the negative binomial's gradients differ by rounding up to 3.4e-9 (digamma
+    # terms), hence 1e-8. The Student-t's d lp / d log(nu) sums N digammas at one argument:
+    # PyTensor's psi is off by up to 1.5e-10 (scipy's: exact to rounding), so the sum by
+    # ~N nu 1e-10 (2.7e-8 measured at N = 96, 3.1e-8 at nu = 12), hence 1e-7
     register_pair(Pair("glmm", "cholesky", GLMM, tutorial_only=False, grad_rtol=1e-8,
-                       shared={**SHARED, "alpha": "log"},
+                       family_grad_rtol={"student": 1e-7},
+                       shared={**SHARED, "alpha": "log", "nu": "log"},
                        offset=partial(general_offset, normal_rows=False),
                        data_builder=glmm_data, name_map=glmm_names,
                        families=tuple(GLMM_FAMILIES)))  # fmt: skip

@@ -44,7 +44,11 @@ link of the mean response, and no ``sigma``::
     sds                sigs    ~ HalfNormal(2.5) (intercept), HalfNormal(2.5 / s_k) (slope)
     negbinomial shape  alpha   ~ Exponential(1)   (rstanarm's prior_aux; Priors.terms["alpha"])
 
-An identity link (poisson) keeps the Gaussian's formulas on the counts' scale.
+An identity link (poisson) keeps the Gaussian's formulas on the counts' scale. The
+Student-t outcome (``student``, identity link: robust residuals) has the Gaussian's priors
+on the data's scale, ``sigma`` included, and its degrees of freedom brms's default::
+
+    degrees of freedom nu      ~ Gamma(2, 0.1)    (shape, rate; Priors.terms["nu"])
 
 Modules: :mod:`~lmm_pymc.priors.spec` (the value objects :class:`Prior`, :class:`Priors`),
 :mod:`~lmm_pymc.priors.defaults` (:func:`default_priors`) and
@@ -57,6 +61,7 @@ from .spec import (
     FAMILIES,
     FAMILY_PARAMETERS,
     Exponential,
+    Gamma,
     HalfNormal,
     HalfStudentT,
     Normal,
@@ -72,6 +77,7 @@ __all__ = [
     "FAMILY_PARAMETERS",
     "SCALE",
     "Exponential",
+    "Gamma",
     "HalfNormal",
     "HalfStudentT",
     "Normal",

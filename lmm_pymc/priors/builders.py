@@ -26,7 +26,8 @@ __all__ = ["PRIOR_INPUT", "PYMC_NAMES", "distribution", "hyperparameter", "varia
 
 #: Each family's PyMC distribution.
 PYMC_NAMES = {"normal": "Normal", "student_t": "StudentT", "halfnormal": "HalfNormal",
-              "halfstudent_t": "HalfStudentT", "exponential": "Exponential"}  # fmt: skip
+              "halfstudent_t": "HalfStudentT", "exponential": "Exponential",
+              "gamma": "Gamma"}  # fmt: skip
 #: The ``pm.Data`` vector that holds every prior hyperparameter of a model.
 PRIOR_INPUT = "prior_values"
 

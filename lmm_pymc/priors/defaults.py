@@ -75,15 +75,16 @@ def _link_scale(data, family) -> tuple[float, float]:
 def default_priors(data, family=None) -> Priors:
     """Weakly informative priors on the data's scale (module docstring) for a
     :class:`~lmm_pymc.design.Design` with outcome or :class:`GroupedStatistics`; the
-    intercepts are the effects named ``intercept``. A non-Gaussian ``family`` (a name such
-    as ``"bernoulli"`` or a :class:`lmm_pymc.families.Family`) puts them on its link's
-    scale."""
+    intercepts are the effects named ``intercept``. A ``family`` (a name such as
+    ``"bernoulli"`` or a :class:`lmm_pymc.families.Family`) without a residual sd ``sigma``
+    (binary and count outcomes) puts them on its link's scale; the Student-t's are the
+    Gaussian's."""
     from ..families import family as as_family
 
     family = as_family(family)
     m_y, q_y, m_x, q_x, zs = _moments(data)
     s_y = float(np.sqrt(max(q_y - m_y**2, 0.0)))
-    if not family.is_gaussian:
+    if "sigma" not in family.parameters:  # no residual sd: the link's scale
         m_y, s_y = _link_scale(data, family)
     if not s_y > 0:
         raise ValueError(f"outcome must vary to set priors from its scale, found sd {s_y}")

@@ -17,6 +17,7 @@ __all__ = [
     "FAMILY_PARAMETERS",
     "POSITIVE",
     "Exponential",
+    "Gamma",
     "HalfNormal",
     "HalfStudentT",
     "Normal",
@@ -34,9 +35,10 @@ FAMILIES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "halfnormal": ("sigma",),
     "halfstudent_t": ("nu", "sigma"),
     "exponential": ("lam",),
+    "gamma": ("alpha", "beta"),
 })  # fmt: skip
 #: The families of an sd (on (0, inf)).
-POSITIVE = ("halfnormal", "halfstudent_t", "exponential")
+POSITIVE = ("halfnormal", "halfstudent_t", "exponential", "gamma")
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class Prior:
     """One prior distribution: a family of :data:`FAMILIES` and its parameters.
 
     Build it with :func:`Normal`, :func:`StudentT`, :func:`HalfNormal`,
-    :func:`HalfStudentT`, :func:`Exponential` or :func:`parse_prior`.
+    :func:`HalfStudentT`, :func:`Exponential`, :func:`Gamma` (shape, rate) or
+    :func:`parse_prior`.
     """
 
     family: str
@@ -105,6 +108,8 @@ class Prior:
             return np.abs(rng.normal(0.0, k["sigma"], size))
         if self.family == "halfstudent_t":
             return np.abs(k["sigma"] * rng.standard_t(k["nu"], size))
+        if self.family == "gamma":
+            return rng.gamma(k["alpha"], 1.0 / k["beta"], size)
         return rng.exponential(1.0 / k["lam"], size)
 
 
@@ -128,17 +133,27 @@ def Exponential(lam: float = 1.0) -> Prior:  # noqa: N802
     return Prior("exponential", (lam,))
 
 
+def Gamma(alpha: float, beta: float) -> Prior:  # noqa: N802
+    """Shape ``alpha``, rate ``beta`` (mean ``alpha / beta``), as PyMC and Stan write it."""
+    return Prior("gamma", (alpha, beta))
+
+
 #: Priors of the outcome families' own parameters other than ``sigma``
 #: (:mod:`lmm_pymc.families`), unless ``Priors.terms`` names them: the negative binomial's
-#: ``alpha`` (rstanarm's ``reciprocal_dispersion``) has rstanarm's ``exponential(1)``.
-FAMILY_PARAMETERS: Mapping[str, Prior] = MappingProxyType({"alpha": Exponential(1.0)})
+#: ``alpha`` (rstanarm's ``reciprocal_dispersion``) has rstanarm's ``exponential(1)``, the
+#: Student-t's degrees of freedom ``nu`` brms's ``gamma(2, 0.1)`` (mean 20, mode 10: most
+#: mass on moderate tails, some below 5).
+FAMILY_PARAMETERS: Mapping[str, Prior] = MappingProxyType(
+    {"alpha": Exponential(1.0), "nu": Gamma(2.0, 0.1)}
+)
 
 
 _PRIOR_TEXT = re.compile(r"^\s*([A-Za-z_]+)\s*\(([^()]*)\)\s*$")
 _ALIASES = {"normal": "normal", "student_t": "student_t", "studentt": "student_t",
             "halfnormal": "halfnormal", "half_normal": "halfnormal",
             "halfstudent_t": "halfstudent_t", "halfstudentt": "halfstudent_t",
-            "half_student_t": "halfstudent_t", "exponential": "exponential"}  # fmt: skip
+            "half_student_t": "halfstudent_t", "exponential": "exponential",
+            "gamma": "gamma"}  # fmt: skip
 
 
 def parse_prior(text: str) -> Prior:
@@ -316,8 +331,8 @@ class Priors:
     ) -> ResolvedPriors:
         """The prior of every parameter of a design (``fixed_names`` and its
         :class:`~lmm_pymc.design.GroupingFactor` s) and of its family's own ``parameters``
-        (the Gaussian's ``sigma``, the negative binomial's ``alpha``, none for a binary
-        outcome); unknown term names are refused."""
+        (the Gaussian's ``sigma``, the Student-t's ``sigma`` and ``nu``, the negative
+        binomial's ``alpha``, none for a binary outcome); unknown term names are refused."""
         known = {f"beta[{n}]" for n in fixed_names} | (set(parameters) - {"sigma"})
         for f in factors:
             known |= {f"sigs[{f.name}]", f"R[{f.name}]"} | {f"sigs[{t}]" for t in f.terms}

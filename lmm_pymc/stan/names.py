@@ -27,8 +27,9 @@ programs and the package's names (:mod:`lmm_pymc.parameters`):
 package's already (``beta``, ``sigma``, ``sigs``, ``R``); its ``z`` is every factor's
 ``z_k`` flattened row-major, factor after factor, and its ``L_free`` the unconstrained
 Cholesky factors of the correlated factors (:func:`cholesky_corr_free`).
-:func:`glmm_names` is the registry of ``lmm_glmm.stan``: the general program's without
-``sigma``, with the negative binomial's ``alpha`` (Stan: a vector of length 1).
+:func:`glmm_names` is the registry of ``lmm_glmm.stan``: the general program's, with the
+negative binomial's ``alpha`` and the Student-t's ``sigma`` and ``nu`` (Stan: vectors of
+length 1, 0 for the families without them).
 :func:`marginal_stats_names` is the registry of ``lmm_marginal_stats.stan`` (one factor):
 the package's ``beta``, ``sigma``, ``sigs``, ``R``, with ``L_corr = cholesky(R)`` (a 1 x 1
 ``[[1]]`` for a factor without correlation) and ``b`` = ``b_<factor>``.
@@ -326,13 +327,20 @@ def general_names(
     )
 
 
+def _length_one(name: str) -> tuple[Rule, Rule]:
+    """The package's scalar ``name`` as Stan's vector of length 1, both ways."""
+    return (Rule(name, f"[{name}]", (name,), lambda v: np.asarray(v[name])[..., None]),
+            Rule(name, f"{name}[1]", (name,), lambda s: np.asarray(s[name])[..., 0]))  # fmt: skip
+
+
 def glmm_names(design: Design) -> NameMap:
     """The registry of ``lmm_glmm.stan`` for ``design`` (module docstring): the package's
-    scalar ``alpha`` is Stan's vector ``alpha`` of length 1 (the negative binomial's; the
-    other families have none, and the rule is then never used)."""
-    to_stan = Rule("alpha", "[alpha]", ("alpha",), lambda v: np.asarray(v["alpha"])[..., None])
-    to_package = Rule("alpha", "alpha[1]", ("alpha",), lambda s: np.asarray(s["alpha"])[..., 0])
-    return general_names(design, same=("beta", "sigs", "R"), extra=((to_stan,), (to_package,)))
+    scalars ``alpha`` (the negative binomial's), ``sigma`` and ``nu`` (the Student-t's)
+    are Stan's vectors of length 1 (length 0 for the other families, whose rules are then
+    never used)."""
+    rules = [_length_one(name) for name in ("alpha", "sigma", "nu")]
+    extra = (tuple(r[0] for r in rules), tuple(r[1] for r in rules))
+    return general_names(design, same=("beta", "sigs", "R"), extra=extra)
 
 
 def marginal_stats_names(design: Design) -> NameMap:

@@ -10,7 +10,7 @@ file                         mirrors                          designs
 ``lmm_marginal.stan``        ``build_model(d, "marginal")``   the tutorial's
 ``lmm_general.stan``         ``build_model(d, "cholesky")``   any: crossed factors, any q, ``||``
 ``lmm_marginal_stats.stan``  ``build_model(d, "marginal")``   one grouping factor, any p and q
-``lmm_glmm.stan``            ``build_model(d, "cholesky",     any, binary and count outcomes
+``lmm_glmm.stan``            ``build_model(d, "cholesky",     any, binary, count, Student-t
                              family=..., link=...)``
 ===========================  ===============================  ==============================
 
@@ -18,7 +18,7 @@ The tutorial's programs take ``N, x, y, N_group, group_id`` (:func:`tutorial_dat
 general one ``N, p, X, y, F, q, J, correlated, Z, g`` (:func:`general_data`), the
 sufficient-statistics one only per-group sums ``J, p, q, correlated, n, XtX, XtZ, ZtZ, Xty,
 Zty, yty`` (:func:`marginal_stats_data`, no rows), the generalised one the general one's
-with ``family, link, y, trials`` codes and counts and no ``sigma`` (:func:`glmm_data`);
+with ``family, link, y, y_real, trials`` codes, counts or reals (:func:`glmm_data`);
 every program takes the prior hyperparameters of :class:`~lmm_pymc.priors.Priors` as data,
 so one ``Priors`` drives both backends. :func:`parameters_block_names` reads the names a program declares in its
 ``parameters`` block.
@@ -67,10 +67,11 @@ TUTORIAL: dict[str, str] = {
 GENERAL = "lmm_general"
 #: The marginal model from per-group sufficient statistics (any p, q; one factor).
 MARGINAL_STATS = "lmm_marginal_stats"
-#: The generalised program (mirrors ``cholesky`` for binary and count outcomes, any design).
+#: The generalised program (mirrors ``cholesky`` for binary, count and Student-t outcomes,
+#: any design).
 GLMM = "lmm_glmm"
 #: ``lmm_glmm.stan``'s family codes (the Gaussian family is ``lmm_general.stan``'s).
-GLMM_FAMILIES = {"bernoulli": 1, "binomial": 2, "poisson": 3, "negbinomial": 4}
+GLMM_FAMILIES = {"bernoulli": 1, "binomial": 2, "poisson": 3, "negbinomial": 4, "student": 5}
 #: ``lmm_glmm.stan``'s link codes.
 LINK_CODES = {"identity": 1, "log": 2, "logit": 3, "probit": 4, "cloglog": 5}
 
@@ -204,7 +205,7 @@ def tutorial_prior_data(priors: Priors) -> dict[str, float]:
 
 #: Family codes of the programs that take per-term priors (``prior_lpdf`` in the program).
 FAMILY_CODES = {"normal": 1, "student_t": 2, "halfnormal": 3, "halfstudent_t": 4,
-                "exponential": 5}  # fmt: skip
+                "exponential": 5, "gamma": 6}  # fmt: skip
 
 
 def _codes(priors_: Sequence) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +226,7 @@ def prior_data(
     ``lmm_marginal_stats.stan``, ``lmm_glmm.stan``): ``fixed_family``/``fixed_par`` per
     fixed effect, ``sd_family``/``sd_par`` per random-effect sd (factor after factor),
     ``lkj_eta`` per factor and ``<name>_family``/``<name>_par`` of each of the outcome
-    family's own ``parameters`` (``sigma``, ``alpha``) (:data:`FAMILY_CODES`)."""
+    family's own ``parameters`` (``sigma``, ``alpha``, ``nu``) (:data:`FAMILY_CODES`)."""
     resolved = _checked_priors(priors).resolve(fixed_names, factors, tuple(parameters))
     fixed_family, fixed_par = _codes(resolved.fixed)
     sd_family, sd_par = _codes([p for f in factors for p in resolved.sigs[f.name]])
@@ -305,10 +306,12 @@ def glmm_data(
     design: Design, priors: Priors | None = None, *, family=None, add_jacobian: bool = True
 ) -> dict[str, object]:
     """Data of ``lmm_glmm.stan``: :func:`general_data`'s designs, the outcome family's and
-    link's codes (:data:`GLMM_FAMILIES`, :data:`LINK_CODES`), ``y`` as counts, ``trials``
-    (the binomial's; 1 per row otherwise) and the prior of the negative binomial's
-    ``alpha`` (``alpha_family``, ``alpha_par``; the default exponential(1), unused, for the
-    other families).
+    link's codes (:data:`GLMM_FAMILIES`, :data:`LINK_CODES`), ``y`` as counts and
+    ``y_real`` as reals (the Student-t's outcome; each 0 where the family does not read it),
+    ``trials`` (the binomial's; 1 per row otherwise) and the priors of the negative
+    binomial's ``alpha`` and the Student-t's ``sigma`` and ``nu`` (``<name>_family``,
+    ``<name>_par``; for a family without the parameter a default the program reads but
+    does not use: :data:`~lmm_pymc.priors.FAMILY_PARAMETERS`, ``Priors.sigma``).
 
     Examples
     --------
@@ -327,18 +330,21 @@ def glmm_data(
             f"family is {GENERAL}.stan's), found {fam.name!r}"
         )
     trials = np.ones(design.n_obs) if design.trials is None else design.trials
+    real = "nu" in fam.parameters  # the Student-t: a real outcome
     out = {
         **_effects_data(design),
         "family": GLMM_FAMILIES[fam.name],
         "link": LINK_CODES[fam.link],
-        "y": np.rint(design.y).astype(np.int64),
+        "y": np.zeros(design.n_obs, np.int64) if real else np.rint(design.y).astype(np.int64),
+        "y_real": design.y.astype(float) if real else np.zeros(design.n_obs),
         "trials": np.rint(trials).astype(np.int64),
         **prior_data(design.fixed_names, design.factors, priors, fam.parameters),
         "add_jacobian": int(add_jacobian),
     }
-    if "alpha" not in fam.parameters:  # a prior the program reads but does not use
-        code, par = _codes([FAMILY_PARAMETERS["alpha"]])
-        out["alpha_family"], out["alpha_par"] = int(code[0]), par[0]
+    for name in ("alpha", "sigma", "nu"):
+        if name not in fam.parameters:  # a prior the program reads but does not use
+            code, par = _codes([FAMILY_PARAMETERS.get(name, priors.sigma)])
+            out[f"{name}_family"], out[f"{name}_par"] = int(code[0]), par[0]
     return out
 
 
