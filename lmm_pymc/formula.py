@@ -21,7 +21,7 @@ import pandas as pd
 
 from .checks import finite_column
 from .design import RESERVED_DIMS, Design, GroupingFactor, factor_labels
-from .response import parse_response
+from .response import check_outcome_type, parse_response
 
 __all__ = [
     "check_formula",
@@ -397,6 +397,8 @@ def design_from_formula(
     frame = data.reset_index(drop=True)
     outcome = parse_response(formula.split("~")[0], formula) if response else None
     named = {response, outcome and outcome.trials_column}  # the outcome and its trials
+    if response in frame.columns:  # text or a factor: named with its values
+        check_outcome_type(response, frame[response])
     _check_finite(frame, formula_columns(rhs, frame) | (named & set(frame.columns)))
     _check_text_columns(frame, formula_columns(rhs, frame) - set(correlated))
     fixed_rhs, terms = split_terms(rhs)

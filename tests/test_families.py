@@ -5,6 +5,8 @@ predictions."""
 
 from __future__ import annotations
 
+import re
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -112,6 +114,24 @@ def test_bad_outcomes_name_the_column_and_values(change, formula, name, match):
         df.loc[3, "n"] = 4
     with pytest.raises(ValueError, match=match):
         lmm_pymc.fit(df, formula, family=name)
+
+
+@pytest.mark.parametrize("kind", ["object", "category", "bool"])
+def test_factor_outcome_names_its_values_and_the_0_1_coding(kind):
+    """lme4's VerbAgg codes its binary outcome as a factor N/Y: named with the coding."""
+    df = frame()
+    df["r2"] = np.where(df["y"] == 1, "Y", "N")
+    df["r2"] = df["r2"].astype("category") if kind == "category" else df["r2"]
+    df["r2"] = df["r2"] == "Y" if kind == "bool" else df["r2"]
+    values = "[False, True]" if kind == "bool" else "['N', 'Y']"
+    match = (rf"outcome column 'r2' must be numeric, found dtype \w+ with 2 distinct value\(s\) "
+             rf"{re.escape(values)}; .*'bernoulli' one coded 0/1, e\.g\. data\['r2'\] = "
+             rf"\(data\['r2'\] == {re.escape(values[1:-1].split(', ')[1])}\)\.astype\(int\)")
+    with pytest.raises(ValueError, match=match):
+        lmm_pymc.fit(df, "r2 ~ x + (1 | g)", family="bernoulli")
+    df["r3"] = [f"level{i % 4}" for i in range(len(df))]  # more levels: no coding offered
+    with pytest.raises(ValueError, match=r"'r3' .* 4 distinct value\(s\) \['level0', .*'level3'\]$"):
+        lmm_pymc.fit(df, "r3 ~ x + (1 | g)", family="poisson")
 
 
 def test_marginal_files_and_group_loo_refused_for_other_families(tmp_path):
