@@ -137,8 +137,8 @@ GLMM_CASES: dict[str, Case] = {
              "TICKS ~ YEAR + HEIGHT + (1 | BROOD) + (1 | LOCATION)", ("counts_two_factors",),
              ("BROOD", "LOCATION"), {"YEAR": (95, 96, 97)},
              note="ticks on 403 red grouse chicks of 118 broods at 63 locations; HEIGHT: "
-             "the altitude standardised (its sd is 35 m: unscaled, the sampler's jittered "
-             "start puts log-rates at +-35 and the chains stick)", family="poisson",
+             "the altitude standardised (sd 35 m; unscaled, the chains stick, likely from the "
+             "start: PyMC's jitter of +-1 on its coefficient moves log-rates by up to +-70)", family="poisson",
              standardised=("HEIGHT",)),
         Case("verbagg", "lme4", "VerbAgg", "r2 ~ Anger + Gender + btype + situ + (1 | id) "
              "+ (1 | item)", ("binary_crossed_rows_5000",), ("id", "item"),
