@@ -1,12 +1,24 @@
 """The report of ``benchmarks/realdata.py``: the targets each case meets (:func:`targets`)
 and the Markdown report (:func:`markdown`): one table of every case, the misses, and per
 case the fixed effects and the variance parameters beside lme4's fit (lmer's REML fit of a
-Gaussian outcome, glmer's Laplace fit of a binary or count one: the ``glmm`` suite)."""
+Gaussian outcome, glmer's Laplace fit of a binary or count one: the ``glmm`` suite).
+
+Run as a script it writes a stored report's Markdown again from its JSON, with this code::
+
+    python benchmarks/realdata_report.py benchmarks/results/realdata_glmm.json
+"""
 
 from __future__ import annotations
 
-from benchmarks.common import fmt_cell, fmt_number, md_row
-from benchmarks.realdata_cases import ALL_CASES
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run by its path: the repository's root holds `benchmarks`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import fmt_cell, fmt_number, md_row  # noqa: E402
+from benchmarks.realdata_cases import ALL_CASES  # noqa: E402
 
 #: the targets of a fit at the default 4 chains x 1000 draws; the ESS target is a quarter
 #: of the draws kept (1000 of 4000), scaled with the draws of a shorter run
@@ -64,6 +76,8 @@ def _header(report: dict) -> list[str]:
     suite = report.get("suite", "lmm")
     reference = ("lme4: `lmer(REML = TRUE)` alone" if suite == "lmm" else
                  "glmer: `glmer(family)` (Laplace) alone")  # fmt: skip
+    effects = ("exact draws of the integrated random effects" if suite == "lmm" else
+               "every random effect sampled")  # fmt: skip
     return [
         f"# Real-data suite: lmm_pymc.fit beside {FITTER[suite]}",
         "",
@@ -80,7 +94,7 @@ def _header(report: dict) -> list[str]:
         f"<= {Z_TARGETS[suite]}, z = (posterior mean - lme4 estimate) / posterior sd of "
         "each fixed effect. ESS and r_hat over the fixed effects, sigma (if any), the sds and the "
         "correlations. First fit: the wall time of the `fit` call in a fresh process (model "
-        "build, compilation, sampling, exact draws of the integrated random effects, "
+        f"build, compilation, sampling, {effects}, "
         "predictive draws, diagnostics), libraries already imported; sampling: nutpie's clock, "
         f"tuning included; {reference}, in one R process.",
         "",
@@ -164,3 +178,20 @@ def markdown(report: dict, references: dict) -> str:
     for record in report["cases"]:
         lines += _details(record, references[record["case"]])
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write ``<report>.md`` again from ``<report>.json`` (its suite's stored lme4 fits)."""
+    from benchmarks.realdata import reference_records
+
+    for name in sys.argv[1:] if argv is None else argv:
+        path = Path(name)
+        report = json.loads(path.read_text())
+        references = reference_records(report.get("suite", "lmm"))
+        path.with_suffix(".md").write_text(markdown(report, references))
+        print(f"wrote {path.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
