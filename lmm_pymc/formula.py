@@ -21,7 +21,7 @@ import pandas as pd
 
 from .checks import finite_column
 from .design import RESERVED_DIMS, Design, GroupingFactor, factor_labels
-from .response import parse_response
+from .response import check_outcome_type, parse_response
 
 __all__ = [
     "check_formula",
@@ -398,6 +398,8 @@ def design_from_formula(
     frame = data.reset_index(drop=True)
     outcome = parse_response(formula.split("~")[0], formula) if response else None
     named = {response, outcome and outcome.trials_column}  # the outcome and its trials
+    if response in frame.columns:  # text or a factor: named with its values
+        check_outcome_type(response, frame[response])
     _check_finite(frame, formula_columns(rhs, frame) | (named & set(frame.columns)))
     _check_text_columns(frame, formula_columns(rhs, frame) - set(correlated))
     fixed_rhs, terms = split_terms(rhs)
@@ -427,12 +429,6 @@ def design_from_formula(
         column = frame[response]
         if pd.api.types.is_bool_dtype(column):  # a binary outcome as True/False: 1/0
             column = column.astype(int)
-        if not pd.api.types.is_numeric_dtype(column):
-            raise ValueError(
-                f"outcome column {response!r} must be numeric, found dtype {column.dtype} "
-                f"(first values {column.head(3).tolist()}); code a binary outcome as 0/1 or "
-                f"True/False, e.g. data[{response!r}] == {column.iloc[0]!r}"
-            )
         y = finite_column(response, column)
     if outcome is not None and (y is not None or outcome.trials_column in (None, *frame)):
         trials = outcome.trials_values(frame)  # (N,) or None; simulate reads them without y

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Response", "parse_response"]
+__all__ = ["Response", "check_outcome_type", "parse_response"]
 
 _BRMS = re.compile(r"^(\w+)\s*\|\s*trials\s*\(\s*(\w+)\s*\)$")
 _BAMBI = re.compile(r"^p\s*\(\s*(\w+)\s*,\s*(\w+)\s*\)$")
@@ -74,3 +74,20 @@ def parse_response(lhs: str, formula: str) -> Response:
         )
     column, trials = match.groups()
     return Response(column, int(trials) if trials.isdigit() else trials)
+
+
+def check_outcome_type(column: str, series: pd.Series) -> None:
+    """Refuse an outcome that holds no numbers (text, a categorical): a ValueError naming the
+    column and its distinct values, with the 0/1 coding of a two-valued one. Booleans pass:
+    True/False is read as 1/0."""
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return
+    values = sorted(pd.unique(series.dropna()).tolist(), key=str)
+    hint = ""
+    if len(values) == 2:  # a binary outcome: code it 0/1 for family='bernoulli'
+        hint = (f"; a two-valued outcome is a 'bernoulli' one coded 0/1, e.g. "
+                f"data[{column!r}] = (data[{column!r}] == {values[1]!r}).astype(int)")  # fmt: skip
+    raise ValueError(
+        f"outcome column {column!r} must be numeric, found dtype {series.dtype} with "
+        f"{len(values)} distinct value(s) {values[:6]}{'...' if len(values) > 6 else ''}{hint}"
+    )

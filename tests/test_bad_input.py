@@ -78,7 +78,7 @@ DATA_ERRORS: list[tuple[str, str, Callable[[], pd.DataFrame], tuple[str, ...]]] 
         "text outcome",
         FORMULA,
         lambda: frame(y=["a"] * N),
-        ("'y'", "must be numeric", "str", "0/1 or True/False"),
+        ("'y'", "must be numeric", "str", "1 distinct value(s) ['a']"),
     ),  # fmt: skip
     ("single group", FORMULA, lambda: frame(g=["a"] * N), ("'g'", "at least 2 levels", "1")),
     (

@@ -5,6 +5,7 @@ predictions."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import arviz as az
@@ -127,6 +128,23 @@ def test_boolean_outcome_is_read_as_0_1_and_a_gaussian_0_1_outcome_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         build_model(design_from_formula("c ~ x + (1 | g)", df))  # counts: no such warning
+
+
+@pytest.mark.parametrize("kind", ["object", "category"])
+def test_factor_outcome_names_its_values_and_the_0_1_coding(kind):
+    """lme4's VerbAgg codes its binary outcome as a factor N/Y: named with the coding."""
+    df = frame()
+    df["r2"] = np.where(df["y"] == 1, "Y", "N")
+    df["r2"] = df["r2"].astype("category") if kind == "category" else df["r2"]
+    values = "['N', 'Y']"
+    match = (rf"outcome column 'r2' must be numeric, found dtype \w+ with 2 distinct value\(s\) "
+             rf"{re.escape(values)}; .*'bernoulli' one coded 0/1, e\.g\. data\['r2'\] = "
+             rf"\(data\['r2'\] == {re.escape(values[1:-1].split(', ')[1])}\)\.astype\(int\)")
+    with pytest.raises(ValueError, match=match):
+        lmm_pymc.fit(df, "r2 ~ x + (1 | g)", family="bernoulli")
+    df["r3"] = [f"level{i % 4}" for i in range(len(df))]  # more levels: no coding offered
+    with pytest.raises(ValueError, match=r"'r3' .* 4 distinct value\(s\) \['level0', .*'level3'\]$"):
+        lmm_pymc.fit(df, "r3 ~ x + (1 | g)", family="poisson")
 
 
 def test_marginal_files_and_group_loo_refused_for_other_families(tmp_path):

