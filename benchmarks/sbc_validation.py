@@ -90,6 +90,7 @@ def summary(result: SBCResult, seconds: float) -> dict:
         "config": cfg.to_dict(),
         "seconds_this_run": round(seconds, 1),
         "median_seconds_per_fit": float(diag["seconds"].median()),
+        "total_seconds_of_fits": float(diag["seconds"].sum()),
         "fits_with_divergences": int((diag["divergences"] > 0).sum()),
         "fits_max_r_hat_over_1.01": int((diag["max_r_hat"] > 1.01).sum()),
         "median_min_ess_bulk": float(diag["min_ess_bulk"].median()),
@@ -123,8 +124,9 @@ def markdown(runs: dict[str, dict], command: str, facts: dict) -> str:
             f"## {name}: {run['n_simulations']} simulations, "
             f"{'passed' if run['passed'] else 'failed'}",
             "",
-            f"Median {run['median_seconds_per_fit']:.1f} s per simulation (one worker); "
-            f"{run['seconds_this_run']:.0f} s this invocation. Fits with divergences: "
+            f"Median {run['median_seconds_per_fit']:.1f} s per simulation (one worker; "
+            f"{run['total_seconds_of_fits']:.0f} s summed over the simulations, "
+            f"{run['seconds_this_run']:.0f} s wall this invocation). Fits with divergences: "
             f"{run['fits_with_divergences']}; max r_hat > 1.01: "
             f"{run['fits_max_r_hat_over_1.01']}; median of the fits' min bulk ESS "
             f"{run['median_min_ess_bulk']:.0f}.",
@@ -133,7 +135,8 @@ def markdown(runs: dict[str, dict], command: str, facts: dict) -> str:
             md_row(["---"] * 5),
         ]
         for row in run["uniformity"]:
-            lines.append(md_row([row["parameter"], "yes" if row["passed"] else "no",
+            name = row["parameter"].replace("|", "\\|")  # a bar inside a Markdown cell
+            lines.append(md_row([name, "yes" if row["passed"] else "no",
                                  f"{row['max_ecdf_excess']:.4f}", f"{row['chi2']:.1f}",
                                  f"{row['chi2_p_value']:.3f}"]))  # fmt: skip
     return "\n".join(lines) + "\n"
