@@ -24,7 +24,10 @@ a binomial with ``--trials`` trials per row; no miscalibrated run unless
 benchmarks/results`` writes ``sbc_<family>.md`` and ``.json`` there::
 
     python benchmarks/sbc_validation.py --family poisson --simulations 200 --workers 2 \\
-        --out sbc_validation --results benchmarks/results
+        --draws 300 --tune 1000 --out sbc_validation --results benchmarks/results
+
+(300 tuning steps leave some Poisson fits with a chain stuck in the sds' tail:
+benchmarks/results/sbc_poisson.md.)
 """
 
 from __future__ import annotations
