@@ -15,6 +15,11 @@ on Dask distributed (a ``LocalCluster`` or any scheduler address), writes each f
 simulation atomically to ``DIR/sim_<index>.json`` (:class:`SBCStore`) and resumes from
 those files: a killed run loses at most the simulations that were still running.
 
+Outcome families (``SBCConfig(family="poisson")``, :mod:`lmm_pymc.families`): the
+outcome is drawn from the family and fitted with it; the family's own parameters are drawn
+and ranked (``sigma`` for the Gaussian only, ``alpha`` for the negative binomial), on the
+link-scale prior :data:`LINK_SCALE_PRIORS` unless ``priors`` is given.
+
 Randomness: simulation ``i`` draws its prior, its data and its sampler seed from
 ``numpy.random.SeedSequence([seed, i])``, so a result does not depend on the worker, the
 order of completion or on being re-run.
@@ -22,7 +27,7 @@ order of completion or on being re-run.
 
 from __future__ import annotations
 
-from .config import DEFAULT_SAMPLING, SBCConfig
+from .config import DEFAULT_SAMPLING, LINK_SCALE_PRIORS, SBCConfig
 from .prior import (
     draw_prior,
     parameter_names,
@@ -38,6 +43,7 @@ from .store import SBCStore
 
 __all__ = [
     "DEFAULT_SAMPLING",
+    "LINK_SCALE_PRIORS",
     "SBCConfig",
     "SBCResult",
     "SBCStore",

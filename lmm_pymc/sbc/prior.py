@@ -14,8 +14,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .. import tutorial
+from ..families import Family
+from ..families import family as as_family
 from ..parameters import Truth
-from ..priors import Priors
+from ..priors import FAMILY_PARAMETERS, Prior, Priors
 from ..simulation import Simulation, simulate
 from .config import SBCConfig
 
@@ -33,26 +35,42 @@ __all__ = [
 Target = tuple[str, dict, float]
 
 
-def draw_prior(priors: Priors, rng: np.random.Generator) -> dict[str, object]:
+def _own_prior(priors: Priors, name: str) -> Prior:
+    """Prior of an outcome family's own parameter, as the fit resolves it
+    (:meth:`lmm_pymc.Priors.resolve`): ``sigma`` from ``priors.sigma``, any other from
+    ``priors.terms`` or :data:`lmm_pymc.priors.FAMILY_PARAMETERS`."""
+    if name == "sigma":
+        return priors.sigma
+    return priors.terms.get(name, FAMILY_PARAMETERS[name])
+
+
+def draw_prior(
+    priors: Priors, rng: np.random.Generator, family: Family | None = None
+) -> dict[str, object]:
     """One draw of the tutorial model's parameters from ``priors``, with numpy.
 
-    ``beta`` (intercept, slope) from ``priors.fixed``, ``sigma`` from ``priors.sigma``,
-    ``sigs`` from ``priors.sigs`` (each :meth:`lmm_pymc.priors.Prior.draw`, so any prior
-    family) and, for the 2 x 2 ``R ~ LKJ(eta)``, ``rho = 2 Beta(eta, eta) - 1`` (the
-    marginal of LKJ for one correlation), in this order from ``rng``. Per-term priors
-    (``priors.terms``) are not used (:class:`SBCConfig` refuses them).
+    ``beta`` (intercept, slope) from ``priors.fixed``, the outcome family's own parameters
+    (the Gaussian's ``sigma`` from ``priors.sigma``, the negative binomial's ``alpha`` from
+    ``priors.terms["alpha"]`` or the fit's default, none for the others), ``sigs`` from
+    ``priors.sigs`` (each :meth:`lmm_pymc.priors.Prior.draw`, so any prior family) and,
+    for the 2 x 2 ``R ~ LKJ(eta)``, ``rho = 2 Beta(eta, eta) - 1`` (the marginal of LKJ for
+    one correlation), in this order from ``rng``. Per-term priors of ``beta`` and ``sigs``
+    are not used (:class:`SBCConfig` refuses them).
 
     Parameters
     ----------
     priors : Priors
     rng : numpy.random.Generator
         The only source of randomness.
+    family : Family, optional
+        The outcome family (:func:`lmm_pymc.families.family`); default the Gaussian.
 
     Returns
     -------
     dict
-        ``beta`` (2 floats), ``sigs`` (2 floats), ``rho`` and ``sigma``: the keyword
-        arguments of :func:`lmm_pymc.tutorial.parameters`.
+        ``beta`` (2 floats), ``sigs`` (2 floats), ``rho`` and the family's own parameters
+        by name (``sigma`` for the Gaussian: the keyword arguments of
+        :func:`lmm_pymc.tutorial.parameters`).
 
     Raises
     ------
@@ -63,16 +81,34 @@ def draw_prior(priors: Priors, rng: np.random.Generator) -> dict[str, object]:
         raise TypeError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, found {type(rng).__name__}")
+    fam = as_family(family)
     beta = priors.fixed.draw(rng, 2)
-    sigma = priors.sigma.draw(rng)
+    own = {name: float(_own_prior(priors, name).draw(rng)) for name in fam.parameters}
     sigs = priors.sigs.draw(rng, 2)
     rho = 2.0 * rng.beta(priors.lkj_eta, priors.lkj_eta) - 1.0
     return {
         "beta": (float(beta[0]), float(beta[1])),
         "sigs": (float(sigs[0]), float(sigs[1])),
         "rho": float(rho),
-        "sigma": float(sigma),
+        **own,
     }
+
+
+def _simulate(
+    n_groups: int, n_per_group: int, fam: Family, trials: int, theta: Mapping, seed
+) -> Simulation:
+    """The tutorial's model on ``n_groups x n_per_group`` rows with the parameters
+    ``theta`` (:func:`draw_prior`), its outcome drawn from ``fam``; a binomial's rows have
+    ``trials`` trials each (column ``n``, ``y | trials(n) ~ ...``)."""
+    data = tutorial.design_frame(n_groups, n_per_group)
+    kwargs = tutorial.parameters(beta=theta["beta"], sigs=theta["sigs"], rho=theta["rho"])
+    kwargs["sigma"] = theta.get("sigma")
+    own = {name: theta[name] for name in fam.parameters if name != "sigma"}
+    formula = tutorial.FORMULA
+    if fam.needs_trials:
+        data["n"] = int(trials)
+        formula = "y | trials(n) ~ " + tutorial.FORMULA.split("~", 1)[1].strip()
+    return simulate(formula, data, **kwargs, **own, family=fam, seed=seed)
 
 
 def ranked_targets(truth: Truth, random_effect_groups: Sequence[int]) -> dict[str, Target]:
@@ -96,18 +132,23 @@ def ranked_targets(truth: Truth, random_effect_groups: Sequence[int]) -> dict[st
 
 @functools.lru_cache(maxsize=16)
 def _ranked_names(
-    n_groups: int, n_per_group: int, random_effect_groups: tuple[int, ...]
-) -> tuple[str, ...]:
-    sim = simulate(data=tutorial.design_frame(n_groups, n_per_group), seed=0)
+    n_groups: int, n_per_group: int, random_effect_groups: tuple[int, ...], family: str,
+    link: str, trials: int,
+) -> tuple[str, ...]:  # fmt: skip
+    fam = as_family(family, link)
+    theta = {"beta": (0.0, 0.0), "sigs": (1.0, 1.0), "rho": 0.0}
+    theta.update({name: 1.0 for name in fam.parameters})
+    sim = _simulate(n_groups, n_per_group, fam, trials, theta, 0)
     return tuple(ranked_targets(sim.truth, random_effect_groups))
 
 
 def parameter_names(config: SBCConfig) -> tuple[str, ...]:
     """Names of the quantities ranked under ``config``, in the package's naming
-    (``beta[x]``, ``sigma``, ``sigs[x|group_id]``, ``R[intercept|group_id, x|group_id]``,
-    then ``b_group_id[<label>, <effect>|group_id]`` of the ranked groups); they do not
-    depend on the parameter values."""
-    return _ranked_names(config.n_groups, config.n_per_group, config.random_effect_groups)
+    (``beta[x]``, the family's own ``sigma`` or ``alpha``, ``sigs[x|group_id]``,
+    ``R[intercept|group_id, x|group_id]``, then ``b_group_id[<label>, <effect>|group_id]``
+    of the ranked groups); they do not depend on the parameter values."""
+    return _ranked_names(config.n_groups, config.n_per_group, config.random_effect_groups,
+                         config.family, config.link, config.trials)  # fmt: skip
 
 
 def simulate_targets(config: SBCConfig, index: int) -> tuple[dict[str, Target], Simulation]:
@@ -119,15 +160,13 @@ def simulate_targets(config: SBCConfig, index: int) -> tuple[dict[str, Target], 
         Display name -> (posterior variable, selection, true value) of every ranked
         quantity (:func:`ranked_targets`).
     simulation : Simulation
-        From :func:`lmm_pymc.simulate` on ``tutorial.design_frame(n_groups, n_per_group)``.
+        From :func:`lmm_pymc.simulate` on ``tutorial.design_frame(n_groups, n_per_group)``
+        with ``config``'s outcome family.
     """
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, int(index)]))
-    theta = draw_prior(config.priors, rng)
-    sim = simulate(
-        data=tutorial.design_frame(config.n_groups, config.n_per_group),
-        **tutorial.parameters(**theta),
-        seed=rng,
-    )
+    fam = config.outcome_family
+    theta = draw_prior(config.priors, rng, fam)
+    sim = _simulate(config.n_groups, config.n_per_group, fam, config.trials, theta, rng)
     return ranked_targets(sim.truth, config.random_effect_groups), sim
 
 

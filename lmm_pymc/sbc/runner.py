@@ -43,7 +43,8 @@ def fit_seed(seed: int, index: int) -> int:
 
 
 def fit_simulation(config: SBCConfig, sim: Simulation, seed: int) -> az.InferenceData:
-    """Fit one simulated data set as ``config`` says, the sampler seeded by ``seed``.
+    """Fit one simulated data set as ``config`` says (its family and link, its fitted prior,
+    its parametrization), the sampler seeded by ``seed``.
 
     Through :func:`lmm_pymc.fit`, which builds the PyMC model of ``sim``; with nutpie its
     compiled log density is reused by every later simulation of the same design in the
@@ -64,6 +65,8 @@ def fit_simulation(config: SBCConfig, sim: Simulation, seed: int) -> az.Inferenc
         priors=config.fit_priors,
         sampling=sampling,
         pointwise=False,
+        family=config.family,
+        link=config.link,
     )
 
 
