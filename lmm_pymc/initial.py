@@ -26,6 +26,12 @@ default prior's unit, so inversely proportional to the predictor's sd); ``0.1`` 
 log-scales (sigma, sigs and the Cholesky factor's log-diagonal), ``0.1 x`` the row's sd on
 the Cholesky factor's off-diagonal entries. Every other variable (the non-centred effects
 ``z_f``, a family's own ``alpha`` or ``nu``) starts where PyMC starts it.
+
+beta is sampled with its intercept centred (:mod:`lmm_pymc.centring`): its start is moved
+there, the Gaussian's intercept jitter is the se of the outcome at the columns' means
+(``sigma^2 / N + sum_f a_f' Sigma_f a_f / J_f``, ``a_f`` the means of f's effect columns),
+and another family's is ``0.04 x`` the intercept's prior sd net of the slopes' reach at the
+means (2.5 for the default priors).
 """
 
 from __future__ import annotations
@@ -90,10 +96,20 @@ def _gaussian_estimates(data: Design | GroupedStatistics):
     return beta, (float(np.sqrt(min(sigmas))) if sigmas else None), covariances
 
 
-def _beta_spread(data: Design | GroupedStatistics, sigma, covariances) -> np.ndarray:
+def _effect_means(data: Design | GroupedStatistics, f) -> np.ndarray:
+    """The means of factor ``f``'s effect columns over the rows."""
+    if isinstance(data, Design):
+        return np.asarray(f.Z, dtype=float).mean(axis=0)
+    i = data.fixed_names.index("intercept")  # column_means found one
+    XtZ, XtX = data.statistics.XtZ.sum(axis=0), data.statistics.XtX.sum(axis=0)
+    return XtZ[i] / XtX[i, i]
+
+
+def _beta_spread(data: Design | GroupedStatistics, sigma, covariances, centred) -> np.ndarray:
     """Twice beta's approximate standard errors: ``sigma^2 / sum (x_k - mean)^2`` (``/ N``
     for the intercept) plus, for a column that is also an effect of factor f,
-    ``Sigma_f[k, k] / J_f``."""
+    ``Sigma_f[k, k] / J_f``; for an intercept ``centred`` at the columns' means (the
+    outcome there), ``a_f' Sigma_f a_f / J_f`` with ``a_f`` the means of f's effects."""
     if isinstance(data, GroupedStatistics):  # uncentred sums of squares: an upper bound
         spread = np.maximum(np.diagonal(data.statistics.XtX.sum(0)), 1e-300)
     else:
@@ -102,9 +118,15 @@ def _beta_spread(data: Design | GroupedStatistics, sigma, covariances) -> np.nda
     var = (sigma or 1.0) ** 2 / spread
     for f in data.factors:
         Sigma = covariances.get(f.name)
+        if Sigma is None:
+            continue
         for e, effect in enumerate(f.effect_names):
-            if Sigma is not None and effect in data.fixed_names:
-                var[data.fixed_names.index(effect)] += Sigma[e, e] / len(f.labels)
+            k = data.fixed_names.index(effect) if effect in data.fixed_names else None
+            if k is not None and k != centred:
+                var[k] += Sigma[e, e] / len(f.labels)
+        if centred is not None:
+            a = _effect_means(data, f)
+            var[centred] += a @ Sigma @ a / len(f.labels)
     return 2.0 * np.sqrt(var)
 
 
@@ -128,9 +150,11 @@ def start_point(model, data: Design | GroupedStatistics, family, resolved) -> St
     start: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     beta_sd = np.array([p.kwargs.get("sigma", 1.0) for p in resolved.fixed], dtype=float)
     beta = np.array([p.kwargs.get("mu", 0.0) for p in resolved.fixed], dtype=float)
+    transform = model.rvs_to_transforms.get(model["beta"]) if "beta" in values else None
+    centred = getattr(transform, "intercept", None)
     if family.is_gaussian:
         beta, sigma, covariances = _gaussian_estimates(data)
-        beta_sd = _beta_spread(data, sigma, covariances) / BETA_JITTER
+        beta_sd = _beta_spread(data, sigma, covariances, centred) / BETA_JITTER
         if sigma is not None and "sigma" in values:
             start[values["sigma"]] = (np.array(np.log(sigma)), np.array(LOG_JITTER))
         for name, Sigma in covariances.items():
@@ -140,8 +164,26 @@ def start_point(model, data: Design | GroupedStatistics, family, resolved) -> St
                 sds = np.log(np.sqrt(np.diag(Sigma)))
                 start[values[f"sigs_{name}"]] = (sds, np.full_like(sds, LOG_JITTER))
     if "beta" in values:
-        start[values["beta"]] = (np.asarray(beta, dtype=float), BETA_JITTER * beta_sd)
+        start[values["beta"]] = _beta_start(transform, beta, beta_sd, not family.is_gaussian)
     return start
+
+
+def _beta_start(transform, beta: np.ndarray, beta_sd: np.ndarray, prior_spread: bool):
+    """beta's start and jitter in the sampler's coordinates: with the intercept centred
+    (:class:`lmm_pymc.centring.CentredIntercept`) the start moves with it. ``beta_sd`` from
+    the priors (``prior_spread``): the centred intercept's jitter is that of the outcome at
+    the columns' means, the intercept's spread net of the slopes' reach there (``2.5``
+    units of the link scale for the default priors). A Gaussian's standard error of the
+    intercept (:func:`_beta_spread`) is already the centred one's."""
+    beta = np.asarray(beta, dtype=float)
+    half_width = BETA_JITTER * np.array(beta_sd, dtype=float)
+    if not hasattr(transform, "forward_values"):
+        return beta, half_width
+    i, means = transform.intercept, transform.values
+    reach = beta_sd[i] ** 2 - np.sum((means * beta_sd) ** 2)
+    if prior_spread and reach > 0:
+        half_width[i] = BETA_JITTER * np.sqrt(reach)
+    return transform.forward_values(beta), half_width
 
 
 def jittered_start(initial_point, start: StartPoint, shape_info):

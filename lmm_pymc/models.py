@@ -53,6 +53,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from .centring import centred_transform
 from .checks import choice
 from .compiled import packed_input, probe_blas, register_numba_positive_definite
 from .design import Design, GroupedStatistics, GroupingFactor
@@ -326,6 +327,7 @@ def build_model(
     plan: MarginalPlan | None = None,
     family: str | Family | None = None,
     link: str | None = None,
+    centre: bool = True,
 ) -> pm.Model:
     """Build the PyMC model of a design (module docstring).
 
@@ -351,6 +353,10 @@ def build_model(
         The outcome's family and link (:func:`lmm_pymc.families.family`): default
         ``"gaussian"``; ``"bernoulli"``, ``"binomial"`` (trials in the formula),
         ``"poisson"``, ``"negbinomial"``, ``"student"``.
+    centre : bool, default True
+        Sample the fixed effects on centred columns (:mod:`lmm_pymc.centring`: the same
+        model and priors, the intercept moved to the columns' means in the sampler's
+        coordinates); False samples ``beta`` as it is, as the Stan programs do.
 
     Returns
     -------
@@ -381,7 +387,11 @@ def build_model(
         # last of the sampled vector, its hyperparameters an input of their own: no slice
         # of the compiled log density depends on the number of fixed effects
         # (lmm_pymc.compiled, docs/measurements.md)
-        beta = variable("beta", resolved.fixed, dims="fixed_effect", own_input=True)
+        # sampled on centred columns where there is an intercept (lmm_pymc.centring)
+        one_family = len({p.family for p in resolved.fixed}) == 1
+        transform = centred_transform(data) if centre and one_family else None
+        beta = variable("beta", resolved.fixed, dims="fixed_effect", own_input=True,
+                        transform=transform)  # fmt: skip
         if plan is not None:
             MARGINAL_LIKELIHOODS[plan.likelihood](plan, beta, params["sigma"], effects)
         else:

@@ -18,7 +18,8 @@ def sim():
 
 
 def test_moment_estimates_are_near_the_truth(sim):
-    start = build_model(sim.design).lmm_start_point
+    model = build_model(sim.design)
+    start = model.lmm_start_point
     truth = sim.truth
     sigma = np.exp(start["sigma_log__"][0])
     # 10^4 rows: sigma's moment estimate has relative se ~ 1/sqrt(2 N) = 0.7%; 5% is 7 se
@@ -30,10 +31,12 @@ def test_moment_estimates_are_near_the_truth(sim):
                                             truth.factors["group_id"].R)  # fmt: skip
     # 200 groups: a variance's relative se ~ sqrt(2 / 200) = 10%; 35% is 3.5 se
     np.testing.assert_allclose(np.diag(Sigma), np.diag(true_Sigma), rtol=0.35)
-    beta, half_width = start["beta"]
+    # beta starts in the sampler's coordinates, the intercept centred (lmm_pymc.centring)
+    beta, half_width = start["beta_centred__"]
+    true_beta = model.rvs_to_transforms[model["beta"]].forward_values(truth.beta)
     # beta's jitter is twice its approximate se: the estimate lies within 3 of them
-    assert np.all(np.abs(beta - truth.beta) < 1.5 * half_width)
-    assert np.all(half_width < 0.5 * np.abs(truth.beta))
+    assert np.all(np.abs(beta - true_beta) < 1.5 * half_width)
+    assert np.all(half_width < 0.5 * np.abs(true_beta))
 
 
 def test_jitter_is_seeded_bounded_and_differs_between_chains():
@@ -52,9 +55,12 @@ def test_non_gaussian_beta_jitter_scales_with_the_predictor():
     frame["height"] = rng.normal(500.0, 35.0, len(frame))  # an unscaled predictor
     frame["y"] = rng.poisson(3.0, len(frame))
     design = lmm_pymc.design_from_formula("y ~ height + (1 | group_id)", frame)
-    _, half_width = build_model(design, family="poisson").lmm_start_point["beta"]
+    _, half_width = build_model(design, family="poisson").lmm_start_point["beta_centred__"]
     # the slope moves the log-rate by at most 0.1 x 2.5 / sd x (height's spread ~ 3.5 sd)
     assert half_width[1] * 35.0 == pytest.approx(BETA_JITTER * 2.5, rel=0.1)
+    # the intercept, centred at the heights' mean: 0.04 x the default prior's 2.5, not the
+    # uncentred intercept's spread of 2.5 x sqrt(1 + (500 / 35)^2)
+    assert half_width[0] == pytest.approx(BETA_JITTER * 2.5, rel=1e-6)
     assert LOG_JITTER == 0.1
 
 

@@ -53,7 +53,7 @@ def test_free_variables(labelled_sim, parametrization, free):
     m = build_model(labelled_sim.design, parametrization)
     assert [v.name for v in m.free_RVs] == free
     ip = m.initial_point()
-    assert ip["beta"].shape == (2,)
+    assert ip["beta_centred__"].shape == (2,)  # sampled centred (lmm_pymc.centring)
     if parametrization != "marginal":
         assert m.named_vars_to_dims["b_group_id"] == ("group_id", "group_id_effect")
         assert np.shape(ip.get("z_group_id", ip.get("b_group_id"))) == (4, 2)
@@ -160,8 +160,9 @@ def test_log_density_equals_the_code_before_the_redesign():
     for case in json.loads(fixture.read_text())["cases"]:
         frame = tutorial.design_frame(group_labels=case["group_labels"])
         sim = simulate(data=frame, seed=case["seed"])
-        logp = build_model(sim.design, case["parametrization"], priors=Priors.tutorial())
-        logp = logp.compile_logp()
+        # centre=False: the old code sampled beta itself (lmm_pymc.centring)
+        logp = build_model(sim.design, case["parametrization"], priors=Priors.tutorial(),
+                           centre=False).compile_logp()  # fmt: skip
         for item in case["points"]:
             old = item["point"]
             point = {rename[k]: np.asarray(v) for k, v in old.items() if k in rename}
@@ -172,7 +173,8 @@ def test_log_density_equals_the_code_before_the_redesign():
             # agrees to 1e-12 (the regression this test guards: a changed model)
             assert float(logp(point)) == pytest.approx(item["logp"], rel=1e-12, abs=3e-7), case
     # the check can fail: another prior moves the log density at the same point
-    other = build_model(sim.design, case["parametrization"], priors=Priors(fixed="normal(0, 3)"))
+    other = build_model(sim.design, case["parametrization"], priors=Priors(fixed="normal(0, 3)"),
+                        centre=False)  # fmt: skip
     assert abs(float(other.compile_logp()(point)) - item["logp"]) > 1.0
 
 
@@ -200,7 +202,10 @@ def test_model_inputs_are_packed(tutorial_sim, crossed_design, monkeypatch):
     # Priors.tutorial(): sigma and both sigs ~ HalfNormal(0, 5); beta ~ Normal(0, 10):
     # rows mu, sigma, one column per coefficient
     np.testing.assert_array_equal(single["prior_values"].get_value(), [5.0, 5.0, 5.0])
-    np.testing.assert_array_equal(single["prior_beta"].get_value(), [[0.0, 0.0], [10.0, 10.0]])
+    # prior_beta's last row: the columns' means, beta's centring (lmm_pymc.centring)
+    x_mean = tutorial_sim.design.X[:, 1].mean()
+    np.testing.assert_array_equal(single["prior_beta"].get_value(),
+                                  [[0.0, 0.0], [10.0, 10.0], [0.0, x_mean]])  # fmt: skip
     J, (p, q) = tutorial_sim.design.factors[0].n_levels, (2, 2)
     assert single["stat_columns"].get_value().shape[1] == J
     assert single["stat_E"].get_value().shape == (q * J, p)

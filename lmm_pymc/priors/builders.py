@@ -42,16 +42,19 @@ def _params(family: str, priors: Sequence[PriorLike]) -> dict[str, object]:
     return {k: hyperparameter([p.kwargs[k] for p in priors]) for k in priors[0].kwargs}
 
 
-def _vector_params(name: str, priors: Sequence[PriorLike]) -> dict[str, object]:
+def _vector_params(name: str, priors: Sequence[PriorLike], extra=None):
     """A vector's hyperparameters as the rows of its own model input ``prior_<name>``
     (n_params, n): no slice of the graph depends on n, so one compiled log density serves
-    every n (the number of fixed effects: docs/measurements.md)."""
+    every n (the number of fixed effects: docs/measurements.md). ``extra``: more rows of
+    the same input (a transform's numbers), returned as the table's remaining rows."""
     import pymc as pm
 
     keys = list(priors[0].kwargs)
-    table = pm.Data(f"prior_{name}", np.array([[p.kwargs[k] for p in priors] for k in keys],
-                                              dtype=float))  # fmt: skip
-    return {k: table[i] for i, k in enumerate(keys)}
+    rows = [[p.kwargs[k] for p in priors] for k in keys]
+    if extra is not None:
+        rows.extend(np.atleast_2d(extra))
+    table = pm.Data(f"prior_{name}", np.array(rows, dtype=float))
+    return {k: table[i] for i, k in enumerate(keys)}, table[len(keys):]
 
 
 def variable(
@@ -61,12 +64,17 @@ def variable(
     dims: str | tuple[str, ...] | None = None,
     scalar: bool = False,
     own_input: bool = False,
+    transform=None,
 ):
     """The PyMC variable ``name`` in the model being built: a scalar (``scalar=True``, one
     prior) or one element per prior (one family: vector parameters; mixed families become
     one variable per element, stacked into the Deterministic ``name``). ``own_input``: a
     vector's hyperparameters are their own model input (:func:`_vector_params`), not
-    entries of :data:`PRIOR_INPUT`."""
+    entries of :data:`PRIOR_INPUT`. ``transform``: the sampled coordinates of a vector of
+    one family with ``own_input`` (:class:`lmm_pymc.centring.CentredIntercept`): its
+    ``rows`` join the vector's input and ``bind(rows)`` gives the transform on them (PyMC's
+    log density admits no input in a transform that is not an input of the variable);
+    refused for mixed families, whose elements are separate variables."""
     import pymc as pm
     import pytensor.tensor as pt
 
@@ -78,8 +86,18 @@ def variable(
     if len(families) == 1:
         family = families.pop()
         dist = getattr(pm, PYMC_NAMES[family])
-        params = _vector_params(name, priors) if own_input else _params(family, priors)
+        if own_input:
+            params, rows = _vector_params(name, priors, None if transform is None else transform.rows)
+            transform = None if transform is None else transform.bind(rows)
+        elif transform is not None:
+            raise ValueError(f"a transform of {name!r} needs own_input=True")
+        else:
+            params = _params(family, priors)
+        if transform is not None:
+            params["transform"] = transform
         return dist(name, **params, dims=dims, shape=len(priors))
+    if transform is not None:
+        raise ValueError(f"a transform of {name!r} needs one prior family, found {sorted(families)}")
     parts = []
     for i, p in enumerate(priors):
         params = {k: hyperparameter(v) for k, v in p.kwargs.items()}
