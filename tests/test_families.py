@@ -217,7 +217,9 @@ def model_and_reference_at_a_point(name, link, formula, seed=1):
     rng = np.random.default_rng(seed)
     point = {k: 0.3 * rng.normal(size=np.shape(v)) for k, v in model.initial_point().items()}
     if link == "identity":  # a positive Poisson mean: eta = 3 + small effects
-        point["beta"] = np.array([3.0, 0.1])
+        # beta is sampled with its intercept centred (lmm_pymc.centring)
+        centred = model.rvs_to_transforms[model["beta"]].forward_values(np.array([3.0, 0.1]))
+        point[model.rvs_to_values[model["beta"]].name] = centred
     logp = model.compile_fn(model.logp(vars=[model["y"]], sum=False)[0])(point)
     names = ["beta", *(f"b_{f.key}" for f in design.factors)]
     names += ["alpha"] if name == "negbinomial" else []
