@@ -129,7 +129,8 @@ def laplace_model(request):
 def test_twin_matches_graph(laplace_model) -> None:
     family, design, model = laplace_model
     f = design.factors[0]
-    out = model.compile_fn([model["y_laplace"], model["beta"], model["chol_cov_g"]])
+    names = ["y_laplace", "beta", "chol_cov_g"]  # as functions of the sampled values
+    out = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]))
     rng = np.random.default_rng(4)
     ip = model.initial_point()
     for _ in range(3):
