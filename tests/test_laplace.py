@@ -97,6 +97,22 @@ def test_poisson_matches_quadrature_q1() -> None:
     assert abs(laplace - exact) < 0.01 * 10, (laplace, exact)
 
 
+def test_negbinomial_matches_quadrature_q1() -> None:
+    alpha = 5.0
+    sim = simulate("y ~ 1 + x + (1 | g)", _frame(10, 40), beta=[1.0, 0.5],
+                   groups={"g": {"sigs": [0.8]}}, seed=2, family="negbinomial", alpha=alpha)
+    d, f = sim.design, sim.design.factors[0]
+    offset, sd = d.X @ np.array([1.0, 0.5]), 0.8
+    laplace = float(laplace_loglik_numpy(as_family("negbinomial"), d.y, None, offset, f.Z,
+                                         f.index, f.n_levels, np.array([[[sd]]]),
+                                         alpha=np.array([alpha]))[0])  # fmt: skip
+    exact = _quadrature(
+        lambda y, eta: stats.nbinom.logpmf(y, alpha, alpha / (alpha + np.exp(eta))), d, offset, sd
+    )
+    # as the Poisson's, with more spread per row (alpha = 5): 0.01 per group
+    assert abs(laplace - exact) < 0.01 * 10, (laplace, exact)
+
+
 @pytest.mark.parametrize("family", ["bernoulli", "poisson"])
 def test_mode_gradient_is_zero(family) -> None:
     """At the returned mode the inner objective's gradient (whitened: L'Z'd1 - c) is below
