@@ -46,14 +46,15 @@ def _quadrature(loglik_rows, design, offset, sd: float) -> float:
     for j in range(f.n_levels):
         rows = f.index == j
         eta = offset[rows][None, :] + grid[:, None]  # (points, n_j)
-        log_f = loglik_rows(design.y[rows], eta).sum(1) + stats.norm.logpdf(grid, 0, sd)
+        n = None if design.trials is None else design.trials[rows]
+        log_f = loglik_rows(design.y[rows], n, eta).sum(1) + stats.norm.logpdf(grid, 0, sd)
         total += special.logsumexp(log_f) + np.log(grid[1] - grid[0])
     return total
 
 
 def _bernoulli_rows(link: str):
     inverse = {"logit": special.expit, "probit": special.ndtr}[link]
-    return lambda y, eta: stats.bernoulli.logpmf(y, inverse(eta))
+    return lambda y, n, eta: stats.bernoulli.logpmf(y, inverse(eta))
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_poisson_matches_quadrature_q1() -> None:
     offset, sd = d.X @ np.array([1.0, 0.5]), 0.8
     laplace = float(laplace_loglik_numpy(as_family("poisson"), d.y, None, offset, f.Z, f.index,
                                          f.n_levels, np.array([[[sd]]]))[0])  # fmt: skip
-    exact = _quadrature(lambda y, eta: stats.poisson.logpmf(y, np.exp(eta)), d, offset, sd)
+    exact = _quadrature(lambda y, n, eta: stats.poisson.logpmf(y, np.exp(eta)), d, offset, sd)
     # counts near e: the log-likelihood is close to quadratic in eta, Laplace near exact
     # (measured 1e-3 per group); 0.01 per group
     assert abs(laplace - exact) < 0.01 * 10, (laplace, exact)
@@ -107,7 +108,7 @@ def test_negbinomial_matches_quadrature_q1() -> None:
                                          f.index, f.n_levels, np.array([[[sd]]]),
                                          alpha=np.array([alpha]))[0])  # fmt: skip
     exact = _quadrature(
-        lambda y, eta: stats.nbinom.logpmf(y, alpha, alpha / (alpha + np.exp(eta))), d, offset, sd
+        lambda y, n, eta: stats.nbinom.logpmf(y, alpha, alpha / (alpha + np.exp(eta))), d, offset, sd
     )
     # as the Poisson's, with more spread per row (alpha = 5): 0.01 per group
     assert abs(laplace - exact) < 0.01 * 10, (laplace, exact)
@@ -219,3 +220,34 @@ def test_posterior_agrees_with_cholesky(family) -> None:
     # the drawn effects: their posterior means agree with cholesky's sampled ones
     gap = np.abs(b.mean(("chain", "draw")) - slow.posterior["b_g"].mean(("chain", "draw")))
     assert float((gap / slow.posterior["b_g"].std(("chain", "draw"))).max()) < 0.35
+
+
+def test_binomial_matches_quadrature_q1() -> None:
+    rng = np.random.default_rng(6)
+    frame = _frame(10, 30).assign(n=rng.integers(1, 6, size=300))
+    sim = simulate("y | trials(n) ~ 1 + x + (1 | g)", frame, beta=[0.3, 0.5],
+                   groups={"g": {"sigs": [0.8]}}, seed=2, family="binomial")  # fmt: skip
+    d, f = sim.design, sim.design.factors[0]
+    offset, sd = d.X @ np.array([0.3, 0.5]), 0.8
+    laplace = float(laplace_loglik_numpy(as_family("binomial"), d.y, d.trials, offset, f.Z,
+                                         f.index, f.n_levels, np.array([[[sd]]]))[0])  # fmt: skip
+    exact = _quadrature(lambda y, n, eta: stats.binom.logpmf(y, n, special.expit(eta)), d,
+                        offset, sd)  # fmt: skip
+    # 30 rows of 1-5 trials per group: as informative as the bernoulli's 60 rows or more
+    assert abs(laplace - exact) < 0.02 * 10, (laplace, exact)
+
+
+def test_crossed_factors_integrate_one(crossed_sim) -> None:
+    """integrate= names the factor integrated out; the other's effects stay sampled."""
+    data = crossed_sim.data.assign(hit=(crossed_sim.data["rt"] > crossed_sim.data["rt"].median())
+                                   .astype(int))  # fmt: skip
+    formula = "hit ~ 1 + cond + (1 | subject) + (1 | item)"
+    design = lmm_pymc.design_from_formula(formula, data)
+    model = build_model(design, "laplace", family="bernoulli", integrate="item")
+    free = [v.name for v in model.free_RVs]
+    assert "z_subject" in free and "z_item" not in free and free[-1] == "beta"
+    fn = model.logp_dlogp_function(ravel_inputs=True)
+    fn.set_extra_values({})
+    x = np.concatenate([np.ravel(model.initial_point()[v.name]) for v in fn._grad_vars])
+    logp, grad = fn(x)
+    assert np.isfinite(logp) and np.all(np.isfinite(grad))
