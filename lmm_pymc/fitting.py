@@ -100,15 +100,15 @@ def fit(
         :func:`lmm_pymc.formula.design_from_formula`).
     parametrization : {"marginal", "cholesky", "lkj_corr", "laplace"}, optional
         Default ``marginal``: one factor's random effects integrated out, exact draws of
-        them afterwards, seeded by ``random_seed``. ``laplace`` (bernoulli and binomial
-        with logit, poisson and negbinomial with log; opt-in): the factor with the most
-        levels (or ``integrate``) integrated out by the Laplace approximation
-        (:mod:`lmm_pymc.marginal.laplace`), its effects drawn afterwards from the
-        approximation, seeded by ``random_seed``; the others' sampled as in ``cholesky``. With one grouping factor the likelihood
+        them afterwards, seeded by ``random_seed``. With one grouping factor the likelihood
         comes from per-group sums (O(groups) per gradient); with crossed factors the
         factor with the most levels (or ``integrate``) is integrated out and the others'
         effects are sampled (non-centred), from cross-products of O(levels x levels)
-        numbers (beyond 2e7 of them: one pass over the rows per gradient).
+        numbers (beyond 2e7 of them: one pass over the rows per gradient). ``laplace``
+        (opt-in; bernoulli and binomial with logit, poisson and negbinomial with log): the
+        factor with the most levels (or ``integrate``) integrated out by the Laplace
+        approximation (:mod:`lmm_pymc.marginal.laplace`), its effects drawn afterwards from
+        the approximation, seeded by ``random_seed``; the others' sampled as in ``cholesky``.
     priors : Priors, optional
         Priors per term (:class:`~lmm_pymc.priors.Priors`); default weakly informative on
         the data's scale (:func:`~lmm_pymc.priors.default_priors`); ``Priors.tutorial()``

@@ -227,7 +227,8 @@ def laplace_loglik(family, y, trials, offset, Z, index, n_levels, q: int, L, par
 
     Parameters: ``family`` (checked by :func:`check_laplace_family`); ``y``, ``trials``
     (or None), ``offset`` (N,), ``Z`` (N, q), ``index`` (N,) tensors; ``n_levels`` J (a
-    scalar tensor: the graph does not depend on it); ``q``; ``L`` (q, q) lower Cholesky factor of Sigma; ``params`` the family's own (``alpha``).
+    scalar tensor: the graph does not depend on it); ``q``; ``L`` (q, q) lower Cholesky
+    factor of Sigma; ``params`` the family's own (``alpha``).
     The log-likelihood's constant is not included (:func:`laplace_constant`)."""
     import pytensor.tensor as pt
     from pytensor.gradient import disconnected_grad as cut
