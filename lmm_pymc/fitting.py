@@ -19,7 +19,7 @@ from .design import Design, GroupedStatistics
 from .families import Family, check_design
 from .families import family as as_family
 from .formula import design_from_formula
-from .marginal import MarginalPlan, add_random_effects
+from .marginal import MarginalPlan, add_random_effects, integrated_factor, laplace_random_effects
 from .models import build_model, resolve_parametrization
 from .priors import Priors, default_priors
 from .sampling import SamplerConfig, diagnose, sample_model
@@ -98,13 +98,17 @@ def fit(
         An lme4/brms formula such as ``"rt ~ 1 + cond + (1 + cond | subject) + (1 | item)"``;
         default the tutorial's ``"y ~ 1 + x + (1 + x | group_id)"`` (see
         :func:`lmm_pymc.formula.design_from_formula`).
-    parametrization : {"marginal", "cholesky", "lkj_corr"}, optional
+    parametrization : {"marginal", "cholesky", "lkj_corr", "laplace"}, optional
         Default ``marginal``: one factor's random effects integrated out, exact draws of
         them afterwards, seeded by ``random_seed``. With one grouping factor the likelihood
         comes from per-group sums (O(groups) per gradient); with crossed factors the
         factor with the most levels (or ``integrate``) is integrated out and the others'
         effects are sampled (non-centred), from cross-products of O(levels x levels)
-        numbers (beyond 2e7 of them: one pass over the rows per gradient).
+        numbers (beyond 2e7 of them: one pass over the rows per gradient). ``laplace``
+        (opt-in; bernoulli and binomial with logit, poisson and negbinomial with log): the
+        factor with the most levels (or ``integrate``) integrated out by the Laplace
+        approximation (:mod:`lmm_pymc.marginal.laplace`), its effects drawn afterwards from
+        the approximation, seeded by ``random_seed``; the others' sampled as in ``cholesky``.
     priors : Priors, optional
         Priors per term (:class:`~lmm_pymc.priors.Priors`); default weakly informative on
         the data's scale (:func:`~lmm_pymc.priors.default_priors`); ``Priors.tutorial()``
@@ -119,8 +123,8 @@ def fit(
         (``az.plot_ppc``) and ``observed_data`` (:mod:`lmm_pymc.predictions`). Default: when
         draws x rows stays below 2e7 numbers (160 MB) per group.
     integrate : str, optional
-        With ``marginal`` and crossed factors: the grouping factor to integrate out
-        (default: the one with the most levels).
+        With ``marginal`` (crossed factors) or ``laplace``: the grouping factor to integrate
+        out (default: the one with the most levels).
     family : {"gaussian", "bernoulli", "binomial", "poisson", "negbinomial", "student"}, optional
         The outcome's distribution given the linear predictor (:mod:`lmm_pymc.families`),
         default ``"gaussian"`` (for a simulation: its own). A binomial outcome names its
@@ -174,6 +178,10 @@ def fit(
     idata = sample_model(model, config, parametrization, plan.n_groups if plan else None)
     if plan is not None:  # exact conditional draws b_j | hyperparameters, y (, other b)
         add_random_effects(idata, plan, seed=config.random_seed)
+    if parametrization == "laplace":  # b_j from the Laplace approximation N(b_hat_j, H_j^-1)
+        factor = integrated_factor(design, integrate)
+        idata.posterior[f"b_{factor.key}"] = laplace_random_effects(
+            idata.posterior, design, factor, family, seed=config.random_seed)
     idata.attrs["formula"] = getattr(design, "formula", "") or (formula or tutorial.FORMULA)
     idata.attrs["parametrization"] = parametrization
     idata.attrs["sampler"] = config.sampler

@@ -38,6 +38,12 @@ Parametrizations (:data:`PARAMETRIZATIONS`):
 ``cholesky``
     ``LKJCholeskyCov(eta, sd_dist=HalfNormal)`` on the packed Cholesky factor ``L_k``,
     non-centred ``z_k ~ Normal(0, 1)``, ``b_k = z_k L_k'``. Any q, crossed factors.
+``laplace``
+    Binary and count outcomes (opt-in): the factor with the most levels (or ``integrate=``)
+    integrated out by the Laplace approximation (:mod:`lmm_pymc.marginal.laplace`), its
+    covariance the ``LKJCholeskyCov`` of ``cholesky``; the others' effects sampled as in
+    ``cholesky``. ``b_k`` is drawn from the approximation after sampling by
+    :func:`lmm_pymc.fit`. Refused for the Gaussian (``marginal`` is exact there).
 ``lkj_corr``
     The tutorial's Stan model term for term: ``R_k ~ LKJ(eta)`` as an explicit correlation
     matrix, ``sigs_k ~ HalfNormal``, centred ``b_k ~ MvNormal(0, Sigma_k)``. Refused for a
@@ -61,8 +67,12 @@ from .families import Family, check_design, family as as_family
 from .initial import start_point
 from .marginal import (
     MarginalPlan,
+    check_laplace_family,
     crossed_marginal_loglik,
+    integrated_factor,
     joint_marginal_loglik,
+    laplace_constant,
+    laplace_loglik,
     marginal_loglik,
     residual_marginal_loglik,
 )
@@ -89,6 +99,8 @@ def resolve_parametrization(
     if parametrization is None:
         return "marginal" if gaussian else "cholesky"
     choice("parametrization", parametrization, PARAMETRIZATIONS)
+    if parametrization == "laplace":
+        check_laplace_family(family or as_family())
     if not gaussian and parametrization == "marginal":
         raise ValueError(
             "parametrization 'marginal' integrates the random effects out exactly, which holds "
@@ -193,7 +205,7 @@ def _factor_effects(
     on the packed Cholesky factor and samples the other factors' effects non-centred, as
     ``cholesky`` (centring a factor with >= 50 rows per level gave divergences and 2-4x the
     leapfrog steps: docs/fast-path.md)."""
-    kind = "cholesky" if parametrization == "marginal" else parametrization
+    kind = "cholesky" if parametrization in ("marginal", "laplace") else parametrization
     effects = {}
     for f in factors:
         sigs, R, L = _covariance(f, kind, priors)
@@ -278,6 +290,21 @@ def _joint_likelihood(plan: MarginalPlan, beta, sigma, effects) -> None:
     pm.Potential("y_marginal", loglik)
 
 
+def _laplace_likelihood(design: Design, family: Family, f, beta, params, effects) -> None:
+    """Factor ``f``'s effects integrated out by the Laplace approximation given the other
+    factors' (:mod:`lmm_pymc.marginal.laplace`): one pass over the rows per Newton step."""
+    y = pm.Data("y_obs", design.y, dims="obs")
+    trials = None if design.trials is None else pm.Data("trials", design.trials, dims="obs")
+    Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))
+    index = pm.Data(f"index_{f.key}", f.index, dims="obs")
+    # (J,) rows per level: its length gives J without a constant of the data's size
+    n_levels = _stat_input("n", np.bincount(f.index, minlength=f.n_levels)).shape[0]
+    loglik = laplace_loglik(family, y, trials, _rows_mean(design, beta, effects), Z, index,
+                            n_levels, f.q, effects[f.name].L, params)  # fmt: skip
+    constant = pm.Data("laplace_constant", laplace_constant(family, design.y, design.trials))
+    pm.Potential("y_laplace", loglik + constant)
+
+
 #: ``MarginalPlan.likelihood`` -> the function that adds that likelihood to the model.
 MARGINAL_LIKELIHOODS = {
     "grouped": _grouped_likelihood,
@@ -303,7 +330,7 @@ def _checked(data, priors, parametrization, integrate, plan, family):
         raise TypeError(f"priors must be a lmm_pymc.Priors, found {type(priors).__name__}")
     if parametrization != "marginal":
         for name, value in (("integrate", integrate), ("plan", plan)):
-            if value is not None:
+            if value is not None and not (name == "integrate" and parametrization == "laplace"):
                 raise ValueError(
                     f"{name} applies to parametrization 'marginal' only, found "
                     f"parametrization={parametrization!r} with {name}={value!r}"
@@ -336,15 +363,15 @@ def build_model(
     data : Design or GroupedStatistics
         A design with outcome (:func:`lmm_pymc.formula.design_from_formula`), or per-group
         sums for ``marginal``.
-    parametrization : {"marginal", "cholesky", "lkj_corr"}, optional
-        Default ``marginal``.
+    parametrization : {"marginal", "cholesky", "lkj_corr", "laplace"}, optional
+        Default ``marginal`` (``cholesky`` for other families than the Gaussian).
     priors : Priors, optional
         Priors per term (:class:`~lmm_pymc.priors.Priors`); default: weakly informative on
         the data's scale (:func:`~lmm_pymc.priors.default_priors`); ``Priors.tutorial()``
         for the tutorial's.
     integrate : str, optional
-        With ``marginal`` and crossed factors: the factor whose random effects are
-        integrated out (default the one with the most levels); the others' are sampled.
+        With ``marginal`` (crossed factors) or ``laplace``: the factor whose random effects
+        are integrated out (default the one with the most levels); the others' are sampled.
     plan : MarginalPlan, optional
         With ``marginal``: the fit's plan when already made (as :func:`lmm_pymc.fit` does,
         to reuse its statistics for the exact draws of the integrated effects); default
@@ -382,7 +409,9 @@ def build_model(
     with pm.Model(coords=coords) as model:
         # the family's own parameters: sigma (Gaussian), alpha (negative binomial) or none
         params = {p: resolved.parameters[p].create_variable(p) for p in family.parameters}
+        laplace = integrated_factor(data, integrate) if parametrization == "laplace" else None
         integrated = plan.integrated_names if plan is not None else ()
+        integrated = (laplace.name,) if laplace is not None else integrated
         effects = _factor_effects(data.factors, parametrization, resolved, integrated)
         # last of the sampled vector, its hyperparameters an input of their own: no slice
         # of the compiled log density depends on the number of fixed effects
@@ -394,6 +423,8 @@ def build_model(
                         transform=transform)  # fmt: skip
         if plan is not None:
             MARGINAL_LIKELIHOODS[plan.likelihood](plan, beta, params["sigma"], effects)
+        elif laplace is not None:
+            _laplace_likelihood(data, family, laplace, beta, params, effects)
         else:
             _conditional_likelihood(data, family, beta, params, effects)
     try:  # where the chains start (lmm_pymc.initial); PyMC's start if it cannot be estimated

@@ -55,6 +55,13 @@ from .joint import (
     joint_random_effects_draws,
     joint_statistics,
 )
+from .laplace import (
+    check_laplace_family,
+    laplace_constant,
+    laplace_loglik,
+    laplace_loglik_numpy,
+    laplace_random_effects,
+)
 from .plan import MarginalPlan, integrated_factor
 from .reference import marginal_loglik_numpy
 from .statistics import (
@@ -72,6 +79,7 @@ __all__ = [
     "JointStatistics",
     "MarginalPlan",
     "add_random_effects",
+    "check_laplace_family",
     "crossed_marginal_loglik",
     "crossed_statistics",
     "integrated_factor",
@@ -79,6 +87,10 @@ __all__ = [
     "joint_marginal_loglik",
     "joint_random_effects_draws",
     "joint_statistics",
+    "laplace_constant",
+    "laplace_loglik",
+    "laplace_loglik_numpy",
+    "laplace_random_effects",
     "marginal_loglik",
     "marginal_loglik_numpy",
     "random_effects_draws",
