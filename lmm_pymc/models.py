@@ -67,6 +67,7 @@ from .families import Family, check_design, family as as_family
 from .initial import start_point
 from .marginal import (
     MarginalPlan,
+    check_information,
     check_laplace_family,
     crossed_marginal_loglik,
     integrated_factor,
@@ -293,6 +294,7 @@ def _joint_likelihood(plan: MarginalPlan, beta, sigma, effects) -> None:
 def _laplace_likelihood(design: Design, family: Family, f, beta, params, effects) -> None:
     """Factor ``f``'s effects integrated out by the Laplace approximation given the other
     factors' (:mod:`lmm_pymc.marginal.laplace`): one pass over the rows per Newton step."""
+    check_information(family, f.index, f.n_levels, design.trials)
     y = pm.Data("y_obs", design.y, dims="obs")
     trials = None if design.trials is None else pm.Data("trials", design.trials, dims="obs")
     Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))

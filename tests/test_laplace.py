@@ -252,3 +252,18 @@ def test_crossed_factors_integrate_one(crossed_sim) -> None:
     x = np.concatenate([np.ravel(model.initial_point()[v.name]) for v in fn._grad_vars])
     logp, grad = fn(x)
     assert np.isfinite(logp) and np.all(np.isfinite(grad))
+
+
+def test_few_binary_trials_per_level_warn():
+    """The bias measured at 10 binary rows per level is announced; 30 rows build quietly."""
+    import warnings
+
+    few = _sim("bernoulli", J=12, n=10).design
+    with pytest.warns(UserWarning, match="median of 10 binary trials per level"):
+        build_model(few, "laplace", family="bernoulli")
+    enough = _sim("bernoulli", J=12, n=30).design
+    counts = _sim("poisson", J=12, n=10).design  # counts: no such warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        build_model(enough, "laplace", family="bernoulli")
+        build_model(counts, "laplace", family="poisson")

@@ -56,6 +56,7 @@ from .joint import (
     joint_statistics,
 )
 from .laplace import (
+    check_information,
     check_laplace_family,
     laplace_constant,
     laplace_loglik,
@@ -79,6 +80,7 @@ __all__ = [
     "JointStatistics",
     "MarginalPlan",
     "add_random_effects",
+    "check_information",
     "check_laplace_family",
     "crossed_marginal_loglik",
     "crossed_statistics",

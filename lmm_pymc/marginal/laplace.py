@@ -85,6 +85,32 @@ def check_laplace_family(family) -> None:
         )
 
 
+#: Fewer binary trials than this per level (median) and the Laplace sds may sit low.
+BINARY_INFORMATION = 20
+
+
+def check_information(family, index: np.ndarray, n_levels: int, trials=None) -> None:
+    """Warn where the approximation is known to be rough: binary outcomes with few trials per
+    level of the integrated factor (at 10 rows per level the sds' posterior means sat
+    0.3-0.5 posterior sd below the fully sampled ones; at 20, within 0.08: docs/laplace.md)."""
+    if family.name not in ("bernoulli", "binomial"):
+        return
+    weights = None if trials is None else np.asarray(trials, dtype=float)
+    per_level = np.bincount(index, weights=weights, minlength=n_levels)
+    median = float(np.median(per_level))
+    if median < BINARY_INFORMATION:
+        import warnings
+
+        warnings.warn(
+            f"parametrization 'laplace' with a median of {median:g} binary trials per level "
+            f"of the integrated factor (fewer than {BINARY_INFORMATION}): the approximation "
+            "can pull the random-effect sds low (0.3-0.5 posterior sd at 10 per level); "
+            "compare with parametrization='cholesky'",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 # ------------------------------------------------------------------ backends
 def _pt_backend():
     import pytensor.tensor as pt
