@@ -49,9 +49,11 @@ from scipy import sparse, special
 from .posterior import cholesky_draws, factor_draws
 
 __all__ = [
+    "BINARY_INFORMATION",
     "LAPLACE_LINKS",
     "MAX_STEP",
     "NEWTON_STEPS",
+    "check_information",
     "check_laplace_family",
     "laplace_loglik",
     "laplace_loglik_numpy",
