@@ -86,6 +86,37 @@ def _log_probabilities(link: str, eta: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.log(-np.expm1(-rate)), -rate
 
 
+def _canonical(name: str, params: tuple, logp, dist, observed, dims):
+    """The observed ``y`` with a canonical link's log density written out, ``y eta - A(eta)``
+    plus the counting constant. PyMC's own (its parameter checks and switches) costs three
+    to four times as much per row under numba, the bulk of a gradient on many rows
+    (docs/measurements.md); the draws (prior predictive) come from ``dist``, PyMC's."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    params = tuple(pt.as_tensor(v) for v in params)
+    return pm.CustomDist(name, *params, dist=dist, logp=logp, observed=observed, dims=dims)
+
+
+def _bernoulli_logit(value, eta):
+    import pytensor.tensor as pt
+
+    return value * eta - pt.softplus(eta)
+
+
+def _binomial_logit(value, eta, n):
+    import pytensor.tensor as pt
+
+    log_choose = pt.gammaln(n + 1.0) - pt.gammaln(value + 1.0) - pt.gammaln(n - value + 1.0)
+    return value * eta - n * pt.softplus(eta) + log_choose
+
+
+def _poisson_log(value, eta):
+    import pytensor.tensor as pt
+
+    return value * eta - pt.exp(eta) - pt.gammaln(value + 1.0)
+
+
 def _first_bad(column: str, values: np.ndarray, bad: np.ndarray, expected: str) -> None:
     """A ValueError naming the column, the first offending value, its row and the count."""
     if bad.any():
@@ -233,7 +264,9 @@ class Binomial(Family):
 
         n = self._trials(trials)
         if self.link == "logit":  # on the log-odds: no rounding of p to 0 or 1
-            return pm.Binomial(name, n=n, logit_p=eta, observed=observed, dims=dims)
+            return _canonical(name, (eta, n), _binomial_logit,
+                              lambda e, k, size: pm.Binomial.dist(n=k, logit_p=e, size=size),
+                              observed, dims)  # fmt: skip
         return pm.Binomial(name, n=n, p=self.tensor_mean(eta), observed=observed, dims=dims)
 
     def log_density(self, y, eta, params, trials=None):
@@ -278,7 +311,9 @@ class Bernoulli(Binomial):
         import pymc as pm
 
         if self.link == "logit":
-            return pm.Bernoulli(name, logit_p=eta, observed=observed, dims=dims)
+            return _canonical(name, (eta,), _bernoulli_logit,
+                              lambda e, size: pm.Bernoulli.dist(logit_p=e, size=size),
+                              observed, dims)  # fmt: skip
         return pm.Bernoulli(name, p=self.tensor_mean(eta), observed=observed, dims=dims)
 
     def check_outcome(self, y, column, trials=None, trials_name=""):
@@ -296,6 +331,10 @@ class Poisson(Family):
     def likelihood(self, name, eta, params, observed, trials=None, dims=None):
         import pymc as pm
 
+        if self.link == "log":
+            return _canonical(name, (eta,), _poisson_log,
+                              lambda e, size: pm.Poisson.dist(mu=pm.math.exp(e), size=size),
+                              observed, dims)  # fmt: skip
         return pm.Poisson(name, mu=self.tensor_mean(eta), observed=observed, dims=dims)
 
     def log_density(self, y, eta, params, trials=None):

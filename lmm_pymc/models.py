@@ -237,7 +237,10 @@ def _rows_mean(design: Design, beta, effects: dict[str, FactorEffects]) -> pt.Te
         if b is not None:
             Z = pm.Data(f"Z_{f.key}", f.Z, dims=("obs", f.effect_dim))
             index = pm.Data(f"index_{f.key}", f.index, dims="obs")
-            mu = mu + (Z * b[index]).sum(axis=1)
+            # one gather per column: its gradient, a scatter-add into a (J,) vector, costs
+            # a fifth of the (J, q) rows' scatter of ``(Z * b[index]).sum(1)`` under numba
+            for k in range(f.q):
+                mu = mu + Z[:, k] * b[:, k][index]
     return mu
 
 
