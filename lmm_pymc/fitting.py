@@ -16,13 +16,13 @@ import pandas as pd
 
 from . import tutorial
 from .design import Design, GroupedStatistics
-from .families import Family, check_design
+from .families import Binomial, Family, check_design
 from .families import family as as_family
 from .formula import design_from_formula
 from .marginal import MarginalPlan, add_random_effects, integrated_factor, laplace_random_effects
 from .models import build_model, resolve_parametrization
 from .priors import Priors, default_priors
-from .sampling import SamplerConfig, diagnose, sample_model
+from .sampling import SamplerConfig, diagnose, sample_model, trials_per_level
 from .simulation import Simulation
 
 __all__ = ["as_design", "fit", "prior_predictive"]
@@ -174,8 +174,10 @@ def fit(
     plan = MarginalPlan.from_data(design, integrate) if parametrization == "marginal" else None
     model = build_model(design, parametrization, priors=priors, integrate=integrate, plan=plan,
                         family=family)  # fmt: skip
-    # the fewest levels of any factor of a marginal model sets its default target_accept
-    idata = sample_model(model, config, parametrization, plan.n_groups if plan else None)
+    # the fewest levels of any factor of a marginal model, and a binary or binomial
+    # outcome's trials per level, set the default target_accept
+    rich = trials_per_level(design) if isinstance(family, Binomial) else None
+    idata = sample_model(model, config, parametrization, plan.n_groups if plan else None, rich)
     if plan is not None:  # exact conditional draws b_j | hyperparameters, y (, other b)
         add_random_effects(idata, plan, seed=config.random_seed)
     if parametrization == "laplace":  # b_j from the Laplace approximation N(b_hat_j, H_j^-1)

@@ -205,3 +205,37 @@ def test_crossed_default_target_accept_follows_the_fewest_levels(crossed_sim):
     more = more[~more["item"].isin([f"i{i}b" for i in range(8, 16)])]
     assert more["item"].nunique() >= MANY_GROUPS and more["subject"].nunique() >= MANY_GROUPS
     assert used(more) == 0.9
+
+
+def test_many_trials_per_level_lower_a_glmms_default_target_accept():
+    """Non-Gaussian ``cholesky`` defaults to 0.8 when every factor's median level holds
+    ``RICH_LEVELS`` trials: counted in rows, a binomial's in its trials, the factor with
+    the fewest deciding; the user's own target_accept and other parametrizations keep
+    theirs."""
+    import pandas as pd
+
+    from lmm_pymc.formula import design_from_formula
+    from lmm_pymc.sampling import RICH_LEVELS, SamplerConfig, trials_per_level
+
+    # 30 subjects x 4 items x 2 rows: 8 rows per subject, 60 per item
+    s, i, r = np.meshgrid(np.arange(30), np.arange(4), np.arange(2), indexing="ij")
+    frame = pd.DataFrame({"s": s.ravel(), "i": i.ravel(), "x": r.ravel() - 0.5,
+                          "y": (s.ravel() + r.ravel()) % 2, "n": 3})  # fmt: skip
+    assert trials_per_level(design_from_formula("y ~ x + (1 | i)", frame)) == 60
+    assert trials_per_level(design_from_formula("y ~ x + (1 | s) + (1 | i)", frame)) == 8
+    binomial = design_from_formula("y | trials(n) ~ x + (1 | s) + (1 | i)", frame)
+    assert trials_per_level(binomial) == 24  # 8 rows x 3 trials
+
+    config = SamplerConfig()
+    assert config.target_accept_for("cholesky", None, RICH_LEVELS) == 0.8
+    assert config.target_accept_for("cholesky", None, RICH_LEVELS - 1) == 0.95
+    assert config.target_accept_for("cholesky") == 0.95
+    assert config.target_accept_for("lkj_corr", None, 10 * RICH_LEVELS) == 0.99
+    assert SamplerConfig(target_accept=0.9).target_accept_for("cholesky", None, 500) == 0.9
+    # and nutpie's low-rank mass matrix, unless the user's sampler_kwargs say otherwise
+    low_rank = "low_rank_modified_mass_matrix"
+    assert config.kwargs_for("cholesky", RICH_LEVELS)[low_rank] is True
+    assert low_rank not in config.kwargs_for("cholesky", RICH_LEVELS - 1)
+    own = SamplerConfig(sampler_kwargs={low_rank: False})
+    assert own.kwargs_for("cholesky", RICH_LEVELS)[low_rank] is False
+    assert SamplerConfig(sampler="pymc").kwargs_for("cholesky", RICH_LEVELS) == {}
