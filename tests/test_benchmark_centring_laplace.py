@@ -43,3 +43,26 @@ def test_laplace_report_ratio():
     assert laplace.FORMULA == "y ~ 1 + x + (1 + x | g)"
     with pytest.raises(SystemExit):
         laplace.main(["--family", "student"])  # not a family the comparison runs
+
+
+def test_gradient_cost_child_refuses_another_checkouts_package(tmp_path):
+    """A child told to time the package of a folder that holds none must not time the
+    installed one (which would compare a checkout with itself)."""
+    from benchmarks import gradient_cost
+
+    record = gradient_cost.run_child(tmp_path, "poisson_one_factor", calls=1, repeats=1)
+    assert "error" in record and "not from" in record["error"]
+
+
+def test_gradient_cost_report_rows_and_speedup():
+    from benchmarks import gradient_cost
+
+    payload = {"command": "python benchmarks/gradient_cost.py", "baseline_label": "abc1234",
+               "rounds": 3, "calls": 500, "repeats": 5, "machine": MACHINE,
+               "figures": {"bernoulli_crossed": {"rows": 4000, "parameters": 248,
+                                                 "baseline_us": 418.0, "this_us": 170.0,
+                                                 "this_ns_per_row": 42.5, "speedup": 2.46}}}  # fmt: skip
+    text = gradient_cost.report(payload)
+    row = next(line for line in text.splitlines() if line.startswith("| bernoulli_crossed"))
+    assert "418" in row and "170" in row and "2.46" in row
+    assert "`abc1234`" in text
