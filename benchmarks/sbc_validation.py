@@ -162,7 +162,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--thin", type=int, default=5)
     parser.add_argument("--out", default="sbc_validation")
     parser.add_argument("--results", default=None,
-                        help="folder for sbc_<family>.md and .json (e.g. benchmarks/results)")
+                        help="folder for <name>.md and .json (e.g. benchmarks/results)")
+    parser.add_argument("--name", default=None, help="the reports' name, default sbc_<family>")
     return parser.parse_args()
 
 
@@ -204,8 +205,9 @@ def main() -> int:
         command = "python " + shlex.join(["benchmarks/sbc_validation.py", *sys.argv[1:]])
         facts = machine_facts(load_start)
         payload = {"command": command, "machine": facts, "runs": runs}
-        write_reports(results / f"sbc_{args.family}.json", results / f"sbc_{args.family}.md",
-                      payload, markdown(runs, command, facts))  # fmt: skip
+        name = args.name or f"sbc_{args.family}"
+        write_reports(results / f"{name}.json", results / f"{name}.md", payload,
+                      markdown(runs, command, facts))
     return 0 if ok and detected else 1
 
 
