@@ -239,3 +239,41 @@ def test_many_trials_per_level_lower_a_glmms_default_target_accept():
     own = SamplerConfig(sampler_kwargs={low_rank: False})
     assert own.kwargs_for("cholesky", RICH_LEVELS)[low_rank] is False
     assert SamplerConfig(sampler="pymc").kwargs_for("cholesky", RICH_LEVELS) == {}
+
+
+def test_divergences_at_the_data_rich_default_rerun_at_the_cautious_one(monkeypatch):
+    """The data-rich default (0.8, low-rank) is a first try: chains that diverge there run
+    again at cholesky's 0.95 with nutpie's own mass matrix, the first run's divergences named
+    in ``posterior.attrs["first_run"]`` and its seconds counted; clean chains, a user's own
+    target_accept and a data-poor design run once."""
+    import arviz as az
+
+    from lmm_pymc import sampling
+    from lmm_pymc.sampling import RICH_LEVELS, SamplerConfig, sample_model
+
+    runs: list[SamplerConfig] = []
+
+    def fake_runner(model, sampler, parametrization, n_groups):
+        def run(config):
+            runs.append(config)
+            diverging = np.zeros((2, 10), bool)
+            diverging[0, :3] = model == "always" or (model == "rich" and config.target_accept == 0.8)
+            idata = az.from_dict(posterior={"mu": np.zeros((2, 10))},
+                                 sample_stats={"diverging": diverging})  # fmt: skip
+            idata.posterior.attrs["sampling_time"] = 2.0
+            return idata
+
+        return run
+
+    monkeypatch.setattr(sampling, "_runner", fake_runner)
+    idata = sample_model("rich", SamplerConfig(), "cholesky", None, RICH_LEVELS)
+    assert [c.target_accept for c in runs] == [0.8, 0.95]
+    assert "low_rank_modified_mass_matrix" not in runs[1].sampler_kwargs
+    assert idata.posterior.attrs["first_run"].startswith("3 divergences at target_accept 0.8")
+    assert idata.posterior.attrs["sampling_time"] == 4.0
+    for model, config, trials in [("clean", SamplerConfig(), RICH_LEVELS),
+                                  ("always", SamplerConfig(target_accept=0.8), RICH_LEVELS),
+                                  ("always", SamplerConfig(), RICH_LEVELS - 1)]:  # fmt: skip
+        runs.clear()
+        idata = sample_model(model, config, "cholesky", None, trials)
+        assert len(runs) == 1 and "first_run" not in idata.posterior.attrs
