@@ -22,6 +22,7 @@ PyMC or Stan.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 
@@ -127,6 +128,49 @@ def model_coords(
     return out
 
 
+#: From this many products (rows x pairs of columns of ``[X, Z, y]``) the per-group sums
+#: run as one compiled pass over the rows (numba, without the GIL: blocks of files summed on
+#: threads run in parallel; compiled once, then loaded from numba's disk cache in ~0.5 s)
+#: instead of a ``numpy.bincount`` per pair of columns (~9 ns per product, ~0.2 s here):
+#: 625,000 rows of 15 columns took 0.57 s with bincount, 0.18 s compiled. Both add each
+#: group's rows in their order, so the sums are the same to the last bit.
+COMPILED_SUMS_FROM = 20_000_000
+
+
+def _pair_sums(W: np.ndarray, index: np.ndarray, n_groups: int) -> np.ndarray:
+    """``G[g] = sum over the rows r of group g of outer(W[r], W[r])`` (rows in order)."""
+    N, m = W.shape
+    if N * m * (m + 1) // 2 >= COMPILED_SUMS_FROM:
+        return _compiled_pair_sums()(np.ascontiguousarray(W), index, n_groups)
+    G = np.empty((n_groups, m, m))
+    for i in range(m):
+        for j in range(i, m):
+            G[:, i, j] = np.bincount(index, weights=W[:, i] * W[:, j], minlength=n_groups)
+            G[:, j, i] = G[:, i, j]
+    return G
+
+
+def _pair_sums_loop(W, index, n_groups):  # pragma: no cover - compiled by numba
+    N, m = W.shape
+    G = np.zeros((n_groups, m, m))
+    for r in range(N):
+        g = index[r]
+        for i in range(m):
+            for j in range(i, m):
+                G[g, i, j] += W[r, i] * W[r, j]
+    for i in range(m):
+        for j in range(i + 1, m):
+            G[:, j, i] = G[:, i, j]
+    return G
+
+
+@functools.cache
+def _compiled_pair_sums():
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_pair_sums_loop)
+
+
 @dataclass(frozen=True)
 class GroupStatistics:
     """Per-group sufficient statistics of the Gaussian LMM with one grouping factor.
@@ -155,11 +199,7 @@ class GroupStatistics:
         array), and bitwise-symmetric matrices."""
         W = np.column_stack([X, Z, y]).astype(float, copy=False)
         p, q, m = X.shape[1], Z.shape[1], W.shape[1]
-        G = np.empty((n_groups, m, m))
-        for i in range(m):
-            for j in range(i, m):
-                G[:, i, j] = np.bincount(index, weights=W[:, i] * W[:, j], minlength=n_groups)
-                G[:, j, i] = G[:, i, j]
+        G = _pair_sums(W, np.asarray(index, dtype=np.intp), n_groups)
         x, z = slice(0, p), slice(p, p + q)
         return cls(
             n=np.bincount(index, minlength=n_groups).astype(float),

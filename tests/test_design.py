@@ -79,6 +79,35 @@ def test_group_statistics_match_dense_products(tutorial_sim):
                             require_response=False).grouped_statistics()  # fmt: skip
 
 
+def test_many_rows_are_summed_compiled_to_the_same_bits(monkeypatch):
+    """Past ``COMPILED_SUMS_FROM`` products the per-group sums run as one numba pass over
+    the rows; both paths add each group's rows in their order, so they agree bitwise
+    (tolerance 0), and a group without rows sums to 0."""
+    import lmm_pymc.design as design
+
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(5_000, 4)), rng.normal(size=5_000)
+    index = rng.integers(0, 40, 5_000)
+    index[index == 7] = 8
+    compiled = []
+    real = design._compiled_pair_sums
+
+    def counted():
+        compiled.append(True)
+        return real()
+
+    monkeypatch.setattr(design, "_compiled_pair_sums", counted)
+    small = GroupStatistics.from_rows(X, X[:, :2], y, index, 40)
+    assert not compiled  # 5,000 rows x 28 pairs: below the threshold
+    monkeypatch.setattr(design, "COMPILED_SUMS_FROM", 1)
+    large = GroupStatistics.from_rows(X, X[:, :2], y, index, 40)
+    assert compiled
+    for name in ("n", "XtX", "XtZ", "ZtZ", "Xty", "Zty", "yty"):
+        np.testing.assert_array_equal(getattr(large, name), getattr(small, name), err_msg=name)
+    assert large.n[7] == 0 and not large.XtX[7].any()
+    np.testing.assert_allclose(large.XtX[3], X[index == 3].T @ X[index == 3], rtol=1e-12)
+
+
 def test_statistics_checks_and_reorder(tutorial_sim):
     grouped = tutorial_sim.design.grouped_statistics()
     s = grouped.statistics

@@ -126,3 +126,24 @@ def test_formula_cases_write_what_their_formula_reads(tmp_path, name):
     assert fixed == set(design.fixed_names)
     terms = {sel["random_effect"] for _, var, sel, _ in meta["truth"] if var == "sigs"}
     assert terms == set(design.terms)
+
+
+def test_statistics_pass_times_either_sums(tmp_path, monkeypatch, capsys):
+    """benchmarks/statistics_pass.py reduces the general case's files with the compiled
+    pass over the rows or with bincount (forced here from the first product on): the same
+    sums to the last bit, and the seconds printed."""
+    import numpy as np
+
+    import lmm_pymc.design as design
+    from benchmarks import statistics_pass
+    from benchmarks.scale_files_cases import write_general
+
+    write_general(tmp_path, 3_000, 40, 2, 7)
+    monkeypatch.setattr(design, "COMPILED_SUMS_FROM", 1)  # restored after the test
+    compiled = statistics_pass.main([str(tmp_path)])
+    bincount = statistics_pass.main([str(tmp_path), "--sums", "bincount"])
+    out = capsys.readouterr().out
+    assert "compiled: " in out and "bincount: " in out and "40 groups" in out
+    for name in ("n", "XtX", "XtZ", "ZtZ", "Xty", "Zty", "yty"):
+        np.testing.assert_array_equal(getattr(compiled.statistics, name),
+                                      getattr(bincount.statistics, name), err_msg=name)  # fmt: skip
