@@ -88,7 +88,7 @@ def write_general(directory: Path, rows: int, groups: int, files: int, seed: int
     return {"truth": truth, "realized": realized}
 
 
-def _statistics_on_cluster(directory: Path, formula: str, workers: int) -> float:
+def statistics_on_cluster(directory: Path, formula: str, workers: int) -> float:
     """Seconds of the files' statistics pass on a dask.distributed cluster of ``workers``
     single-threaded worker processes (started, and the package imported on them, before
     the clock starts: a user starts a cluster once)."""
@@ -118,8 +118,8 @@ def run_general(directory: Path, fit_options: dict) -> tuple[object, dict[str, f
     seconds["peak_rss_after_statistics_mb"] = peak_rss_mb()["peak_rss_mb"]
     idata, stages = timed_fit(lambda: lmm_pymc.fit(stats, **fit_options))
     t1 = time.perf_counter()  # side measurements, outside the end to end
-    one = _statistics_on_cluster(directory, GENERAL_FORMULA, 1)
-    two = _statistics_on_cluster(directory, GENERAL_FORMULA, 2)
+    one = statistics_on_cluster(directory, GENERAL_FORMULA, 1)
+    two = statistics_on_cluster(directory, GENERAL_FORMULA, 2)
     seconds.update({"statistics_1_worker_s": one, "statistics_2_workers_s": two,
                     "workers_speedup": one / two, "untimed_s": time.perf_counter() - t1})  # fmt: skip
     return idata, {**seconds, **stages}

@@ -147,3 +147,16 @@ def test_statistics_pass_times_either_sums(tmp_path, monkeypatch, capsys):
     for name in ("n", "XtX", "XtZ", "ZtZ", "Xty", "Zty", "yty"):
         np.testing.assert_array_equal(getattr(compiled.statistics, name),
                                       getattr(bincount.statistics, name), err_msg=name)  # fmt: skip
+
+
+def test_statistics_pass_on_clusters_prints_the_speed_up(tmp_path, capsys):
+    """``--workers 1 2`` times the pass on clusters of 1 and 2 worker processes in turn and
+    prints each median and their ratio (which the issue's scaling target reads)."""
+    from benchmarks import statistics_pass
+    from benchmarks.scale_files_cases import write_general
+
+    write_general(tmp_path, 2_000, 30, 2, 3)
+    medians = statistics_pass.main([str(tmp_path), "--workers", "1", "2", "--repeats", "1"])
+    assert set(medians) == {1, 2} and all(s > 0 for s in medians.values())
+    out = capsys.readouterr().out
+    assert "1 worker(s): median" in out and "speed-up 1 -> 2 workers: x" in out
