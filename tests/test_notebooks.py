@@ -101,6 +101,9 @@ def test_notebook_executes_and_draws_its_figures(
 
     figures = tmp_path / "figures"
     monkeypatch.setenv("LMM_PYMC_FIGURES", str(figures))
+    # a headless shell's MPLBACKEND=Agg would reach the kernel and hide the inline figures
+    # a reader of the notebook sees; the kernel picks its own inline backend without it
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
     client = NotebookClient(
         nb,
