@@ -122,6 +122,10 @@ def summary(idata: az.InferenceData) -> FitSummary:
         f"{idata.attrs.get('sampler', '?')}; {post.sizes['chain']} chains x "
         f"{post.sizes['draw']} draws; observations: {n_obs}"
     )
+    if post.attrs.get("target_accept") is not None:
+        header += f"; target_accept {float(post.attrs['target_accept']):g}"
+    if post.attrs.get("first_run"):  # sample_model ran the chains again
+        header += f"\nSampled twice: {post.attrs['first_run']}; these draws are the second run's"
     prior_rows = json.loads(idata.attrs.get("prior_table", "[]"))  # written by fit
     return FitSummary(
         header=header,

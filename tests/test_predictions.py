@@ -158,6 +158,15 @@ def test_summary_lists_every_block(fits) -> None:
         float(post["beta"].sel(fixed_effect="x").mean())
     )
     assert list(s.fixed.columns) == ["mean", "sd", "2.5%", "97.5%", "r_hat", "ess_bulk", "ess_tail"]
+    accept = float(post.attrs["target_accept"])
+    assert f"target_accept {accept:g}" in text and "Sampled twice" not in text
+    # chains run again after divergences at the data-rich default (sampling.sample_model)
+    twice = fits["marginal"].copy()
+    twice.posterior.attrs["first_run"] = "3 divergences at target_accept 0.8"
+    assert "Sampled twice: 3 divergences at target_accept 0.8; these draws are the second" in str(
+        lmm_pymc.summary(twice)
+    )
+    assert "first_run" not in post.attrs  # the copy's attributes are its own
 
 
 def test_prior_predictive_has_observed_data(sim) -> None:
