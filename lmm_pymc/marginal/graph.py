@@ -13,6 +13,7 @@ import numpy as np
 import pytensor.tensor as pt
 
 from ..design import GroupStatistics
+from .products import matvec
 from .statistics import CrossedStatistics, stable_constants
 
 __all__ = [
@@ -181,7 +182,7 @@ def _group_terms(arrays, column, make, beta, Lm: Matrix, s2) -> tuple[object, ob
     E, regular = arrays["E"], arrays["regular"]
     J, q, p = E.shape
     # (q J,) = E beta, rows (effect, group)
-    Eb = pt.dot(pt.as_tensor(make("E", np.ascontiguousarray(np.swapaxes(E, 0, 1).reshape(q * J, p)))),
+    Eb = matvec(make("E", np.ascontiguousarray(np.swapaxes(E, 0, 1).reshape(q * J, p))),
                 beta).reshape((q, -1))  # fmt: skip
     e = [_sum([column(f"e0_{a}", arrays["e0"][:, a]), -Eb[a]]) for a in range(q)]
     terms = []
@@ -252,7 +253,7 @@ def marginal_loglik(
         # (no index of the graph depends on p or J: one compiled log density for all)
         M = pt.as_tensor(make("totals", np.vstack([arrays["Q2"].sum(0), arrays["q1"].sum(0)])))
         rss = pt.sum(column("q0", arrays["q0"])) - 2.0 * pt.dot(M[-1], beta) + pt.dot(
-            beta, pt.dot(M[:-1], beta))  # fmt: skip
+            beta, matvec(M[:-1], beta))  # fmt: skip
         fixed = pt.sum(column("n_log_s2", arrays["n_log_s2"])) * log_s2 + pt.sum(
             column("log_det_G", arrays["log_det_G"]))  # fmt: skip
         n_rows = pt.sum(column("n", stats.n))
@@ -338,7 +339,7 @@ def _matvec(make: ColumnInput, name: str, A: np.ndarray, x: pt.TensorVariable):
     """``A @ x`` for a constant (n, P) matrix ``A``: from its nonzero entries (a table of
     rows, columns and values) when sparse, else a dense product."""
     if _dense(A):
-        return pt.dot(make(name, A), x)
+        return matvec(make(name, A), x)
     rows, cols = np.nonzero(A)
     T = pt.as_tensor(make(f"{name}_entries", np.column_stack([rows, cols, A[rows, cols]])))
     r, c = T[:, 0].astype("int64"), T[:, 1].astype("int64")
@@ -378,7 +379,7 @@ def crossed_marginal_loglik(
     M = pt.as_tensor(make("products", np.vstack([cs.DtD] * dense + [cs.Dte0, cs.theta0, last])))
     k = P * dense  # the row of D'e0
     delta = theta - M[k + 1]
-    DtD_delta = pt.dot(M[:P], delta) if dense else _matvec(make, "DtD", cs.DtD, delta)
+    DtD_delta = matvec(M[:P], delta) if dense else _matvec(make, "DtD", cs.DtD, delta)
     rr = M[k + 2, 0] - 2.0 * pt.dot(delta, M[k]) + pt.dot(delta, DtD_delta)
     Kd = _matvec(make, "ZtD", cs.K, delta).reshape((-1, q))  # rows (level, effect)
     Zr = [T[:, first + k] - Kd[:, k] for k in range(q)]
