@@ -115,3 +115,22 @@ def test_quick_fit_check_can_fail(quick_fit):
     """The same check on lme4 estimates moved by 3 lme4 standard errors finds them."""
     idata, reference = quick_fit
     assert compare(idata, shifted(reference, 3))["max_abs_z"] > 2 * Z_TOLERANCE
+
+
+def test_sampler_settings_sweep_centres_predictors_and_reports_medians():
+    """``benchmarks/sampler_settings.py``: ``centred_data`` centres the numeric predictors
+    (not the outcome, not the grouping column), and the report gives each setting's
+    per-seed min ESS, their median and where the minimum is reached."""
+    from benchmarks import sampler_settings as sweep
+
+    case = CASES["orthodont"]
+    raw, centred = sweep._frame(case, centred=False), sweep._frame(case, centred=True)
+    assert abs(centred["age"].mean()) < 1e-12 and raw["age"].mean() == pytest.approx(11.0)
+    assert centred["distance"].equals(raw["distance"])
+    assert centred["Subject"].equals(raw["Subject"])
+    rows = [{"setting": "default", "seed": s, "min_ess_bulk": e, "min_ess_bulk_at": "sigs[a]",
+             "max_r_hat": 1.0 + e / 1e5, "divergences": s - 1, "steps_per_draw": 10.0}
+            for s, e in ((1, 300.0), (2, 900.0), (3, 500.0))]  # fmt: skip
+    text = sweep.report({"case": "orthodont", "formula": case.formula, "seeds": [1, 2, 3],
+                         "rows": rows, "default_worst": None}, "cmd")  # fmt: skip
+    assert "| `default` | 300, 900, 500 | 500 | sigs[a] | 1.009 | 3 | 10.0 |" in text
