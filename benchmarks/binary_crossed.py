@@ -193,6 +193,22 @@ def report(payload: dict) -> str:
     return "\n".join(lines + errors) + "\n"
 
 
+def _added_to(earlier: dict, payload: dict) -> dict:
+    """``payload`` with the runs of an ``earlier`` one of the same design and sampling
+    before its own; the commands and the load figures of both are kept."""
+    for key in ("rows", "sampling"):
+        if earlier[key] != payload[key]:
+            raise ValueError(f"--add-to: the earlier run's {key} is {earlier[key]}, "
+                             f"this one's {payload[key]}")  # fmt: skip
+    runs = {peer: earlier["runs"].get(peer, []) + records
+            for peer, records in payload["runs"].items()}  # fmt: skip
+    machine = dict(payload["machine"], load_start=[earlier["machine"]["load_start"],
+                                                   payload["machine"]["load_start"]],
+                   load_end=[earlier["machine"]["load_end"], payload["machine"]["load_end"]])
+    return {**payload, "command": f"{earlier['command']}; then {payload['command']}",
+            "runs": runs, "machine": machine}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subjects", type=int, default=200)
@@ -205,6 +221,11 @@ def main(argv: list[str] | None = None) -> None:
                         choices=["lmm_pymc", "brms", "bambi"])
     parser.add_argument("--bambi-python", default="/work/venvs/bambi/bin/python")
     parser.add_argument("--timeout", type=float, default=7200.0)
+    parser.add_argument("--first-seed", type=int, default=1,
+                        help="random_seed of the first repeat (the next ones count up)")
+    parser.add_argument("--add-to", type=Path, default=None,
+                        help="an earlier run's JSON (same design and sampling) whose runs "
+                        "are kept: the report gives the medians of all of them")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/binary_crossed"))
     args = parser.parse_args(argv)
     load = os.getloadavg()
@@ -213,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data, priors = make_data(args.subjects, args.items, 2026, Path(tmp))
         for k in range(args.repeats):
-            spec = {**sampling, "random_seed": k + 1}
+            spec = {**sampling, "random_seed": args.first_seed + k}
             for peer in args.peers:
                 if peer == "brms":
                     record = run_brms(data, priors, spec, args.timeout)
@@ -223,8 +244,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(peer, k, {key: v for key, v in record.items() if key != "means"}, flush=True)
                 runs[peer].append(record)
     payload = {"command": "python " + " ".join(sys.argv), "rows": args.subjects * args.items * 2,
-               "sampling": sampling, "runs": runs, "figures": summarize(runs),
-               "machine": machine_facts(load)}  # fmt: skip
+               "sampling": sampling, "runs": runs, "machine": machine_facts(load)}  # fmt: skip
+    if args.add_to is not None:
+        payload = _added_to(json.loads(args.add_to.read_text()), payload)
+    payload["figures"] = summarize(payload["runs"])
     write_reports(args.out.with_suffix(".json"), args.out.with_suffix(".md"), payload,
                   report(payload))  # fmt: skip
 

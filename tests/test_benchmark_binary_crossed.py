@@ -41,3 +41,21 @@ def test_ratios_are_those_of_the_medians():
     assert figures["lmm_pymc"]["end_to_end_s"] == 12 and figures["brms"]["runs"] == 2
     assert figures["lmm_pymc_vs_brms"]["end_to_end_speedup"] == pytest.approx(120 / 12)
     assert figures["lmm_pymc_vs_brms"]["ess_per_s"] == pytest.approx(250 / 10)
+
+
+def test_added_runs_keep_the_earlier_ones_and_refuse_another_design():
+    """``--add-to``: the earlier runs come first and the medians are over all of them; an
+    earlier run of another design or sampling is refused."""
+    machine = {"load_start": [1.0], "load_end": [2.0]}
+    run = {"end_to_end_s": 10.0, "sampling_s": 5.0, "min_ess_bulk": 1000.0,
+           "max_r_hat": 1.0, "divergences": 0}  # fmt: skip
+    earlier = {"command": "first", "rows": 8, "sampling": {"draws": 10},
+               "runs": {"lmm_pymc": [dict(run, end_to_end_s=30.0)]}, "machine": machine}  # fmt: skip
+    later = {"command": "second", "rows": 8, "sampling": {"draws": 10},
+             "runs": {"lmm_pymc": [run, dict(run, end_to_end_s=20.0)]}, "machine": machine}  # fmt: skip
+    merged = bench._added_to(earlier, later)
+    assert [r["end_to_end_s"] for r in merged["runs"]["lmm_pymc"]] == [30.0, 10.0, 20.0]
+    assert bench.summarize(merged["runs"])["lmm_pymc"]["end_to_end_s"] == 20.0
+    assert merged["command"] == "first; then second"
+    with pytest.raises(ValueError, match="sampling"):
+        bench._added_to(earlier, dict(later, sampling={"draws": 20}))
