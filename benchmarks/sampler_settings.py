@@ -38,11 +38,16 @@ SETTINGS: dict[str, dict] = {
 
 
 def _frame(case, centred: bool):
-    frame = __import__("benchmarks.realdata_cases", fromlist=["load"]).load(case)
+    """The case's rows (the suite's :func:`~benchmarks.realdata_cases.load`); ``centred``:
+    its numeric predictors minus their means (not the outcome, not a grouping column)."""
+    from benchmarks.realdata_cases import formula_columns, load
+
+    frame = load(case)
     if centred:
-        response = case.formula.split("~")[0].strip()
+        outcome = formula_columns(case)[0]
         for column in frame.columns:
-            if column != response and frame[column].dtype.kind in "if":
+            if (column != outcome and column not in case.groups
+                    and frame[column].dtype.kind in "if"):  # fmt: skip
                 frame[column] = frame[column] - frame[column].mean()
     return frame
 

@@ -128,6 +128,10 @@ def test_sampler_settings_sweep_centres_predictors_and_reports_medians():
     assert abs(centred["age"].mean()) < 1e-12 and raw["age"].mean() == pytest.approx(11.0)
     assert centred["distance"].equals(raw["distance"])
     assert centred["Subject"].equals(raw["Subject"])
+    # a numeric grouping column stays as it is
+    cake = CASES["cake"]
+    replicate = sweep._frame(cake, centred=True)["replicate"]
+    assert replicate.equals(sweep._frame(cake, centred=False)["replicate"])
     rows = [{"setting": "default", "seed": s, "min_ess_bulk": e, "min_ess_bulk_at": "sigs[a]",
              "max_r_hat": 1.0 + e / 1e5, "divergences": s - 1, "steps_per_draw": 10.0}
             for s, e in ((1, 300.0), (2, 900.0), (3, 500.0))]  # fmt: skip
