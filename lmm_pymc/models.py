@@ -34,7 +34,10 @@ Parametrizations (:data:`PARAMETRIZATIONS`):
     :data:`~lmm_pymc.marginal.JOINT_LIMIT` effects in total have all integrated out at once
     (:mod:`lmm_pymc.marginal.joint`); beyond, or with ``integrate=``, the one with the most
     levels (or the named one) is integrated out (:class:`~lmm_pymc.marginal.MarginalPlan`)
-    and the others' effects are sampled non-centred, as in ``cholesky``.
+    and the others' effects are sampled non-centred, as in ``cholesky``, but for a factor
+    whose rows pin every effect (:attr:`~lmm_pymc.marginal.MarginalPlan.centred`): its
+    levels' coefficients ``coef_k[j] = mu + b_k[j] ~ N(mu, Sigma_k)`` are sampled centred on
+    the fixed effects ``mu`` of the same names, and ``b_k = coef_k - mu``.
 ``cholesky``
     ``LKJCholeskyCov(eta, sd_dist=HalfNormal)`` on the packed Cholesky factor ``L_k``,
     non-centred ``z_k ~ Normal(0, 1)``, ``b_k = z_k L_k'``. Any q, crossed factors.
@@ -53,17 +56,17 @@ Parametrizations (:data:`PARAMETRIZATIONS`):
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
 from .centring import centred_transform
 from .checks import choice
-from .compiled import packed_input, probe_blas, register_numba_positive_definite
-from .design import Design, GroupedStatistics, GroupingFactor
-from .families import Family, check_design, family as as_family
+from .compiled import packed_input, probe_blas
+from .design import Design, GroupedStatistics
+from .effects import FactorEffects, centred_effects, factor_effects
+from .families import Family, check_design
+from .families import family as as_family
 from .initial import start_point
 from .marginal import (
     MarginalPlan,
@@ -78,8 +81,8 @@ from .marginal import (
     residual_marginal_loglik,
 )
 from .options import PARAMETRIZATIONS
-from .priors import Priors, ResolvedPriors, default_priors
-from .priors.builders import distribution, variable
+from .priors import Priors, default_priors
+from .priors.builders import variable
 
 __all__ = ["PARAMETRIZATIONS", "build_model", "resolve_parametrization"]
 
@@ -121,102 +124,6 @@ def resolve_parametrization(
                 f"(PyMC's LKJCorr transform is unsafe beyond), found {big}; use 'cholesky'"
             )
     return parametrization
-
-
-class FactorEffects(NamedTuple):
-    """One factor's variables: ``sigs`` (q,), ``R`` (q, q), ``L`` the Cholesky factor of
-    Sigma (None for the centred ``lkj_corr``) and ``b`` (J, q; None when integrated out)."""
-
-    sigs: pt.TensorVariable
-    R: pt.TensorVariable
-    L: pt.TensorVariable | None
-    b: pt.TensorVariable | None
-
-
-def _covariance(
-    f: GroupingFactor, parametrization: str, priors: ResolvedPriors
-) -> tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable | None]:
-    """``(sigs (q,), R (q, q), L)`` of one factor; ``L`` is the Cholesky factor of Sigma
-    (``None`` for the centred ``lkj_corr`` parametrization, which needs Sigma itself)."""
-    k, sigs_priors = f.key, priors.sigs[f.name]
-    if not f.has_correlation:
-        sigs = variable(f"sigs_{k}", sigs_priors, dims=f.effect_dim)
-        return sigs, pt.eye(f.q), pt.diag(sigs)
-    # a constant, part of the model's structure: PyMC's LKJ log densities need a constant eta
-    eta = priors.etas[f.name]
-    if parametrization == "lkj_corr":
-        register_numba_positive_definite()  # LKJCorr's check, compiled instead of object mode
-        sigs = variable(f"sigs_{k}", sigs_priors, dims=f.effect_dim)
-        # free variable: the upper triangle of R, interval transform
-        R = pm.LKJCorr(f"R_upper_{k}", n=f.q, eta=eta, return_matrix=True)
-        return sigs, R, None
-    chol, corr, stds = pm.LKJCholeskyCov(
-        f"chol_cov_{k}",
-        n=f.q,
-        eta=eta,
-        sd_dist=distribution(sigs_priors, f"factor {f.name!r}"),
-        compute_corr=True,
-        store_in_trace=False,
-    )
-    return stds, corr, chol
-
-
-def _random_effects(f: GroupingFactor, parametrization: str, sigs, R, L) -> pt.TensorVariable:
-    """``b_k`` (J, q) of one factor: non-centred (``cholesky``) or centred on
-    ``diag(sigs) R diag(sigs)`` (``lkj_corr``)."""
-    k, dims = f.key, (f.level_dim, f.effect_dim)
-    if parametrization == "cholesky":
-        z = pm.Normal(f"z_{k}", 0.0, 1.0, dims=dims)
-        # (J, q): row j is L z_j, so b_j ~ N(0, L L')
-        return pm.Deterministic(f"b_{k}", z @ L.T, dims=dims)
-    if not f.has_correlation:
-        return pm.Normal(f"b_{k}", 0.0, sigs[None, :], dims=dims)
-    # q = 2 (lkj_corr refuses larger correlated factors): MvNormal's density in closed form
-    return pm.CustomDist(f"b_{k}", sigs, R[0, 1], logp=_bivariate_normal_logp,
-                         random=_bivariate_normal_draws, signature="(q),()->(q)",
-                         dims=dims)  # fmt: skip
-
-
-def _bivariate_normal_logp(value, sigs, rho):
-    """log N(b_j | 0, diag(sigs) [[1, rho], [rho, 1]] diag(sigs)) per row b_j of ``value``:
-    the MvNormal density written out for q = 2 (elementwise; PyMC's MvNormal factorises a
-    2 x 2 covariance with LAPACK calls, ~10x the cost of the rest of the tutorial's gradient)."""
-    u0, u1 = value[..., 0] / sigs[..., 0], value[..., 1] / sigs[..., 1]
-    det = 1.0 - rho**2  # |R|
-    quad = (u0**2 - 2.0 * rho * u0 * u1 + u1**2) / det
-    log_sds = pt.log(sigs[..., 0]) + pt.log(sigs[..., 1])
-    return -np.log(2.0 * np.pi) - log_sds - 0.5 * pt.log(det) - 0.5 * quad
-
-
-def _bivariate_normal_draws(sigs, rho, rng=None, size=None):
-    """Draws of :func:`_bivariate_normal_logp`'s distribution (prior predictive):
-    ``diag(sigs) L z`` with ``L`` the Cholesky factor of R, parameters broadcast over rows."""
-    sigs, rho = np.asarray(sigs), np.asarray(rho)
-    shape = tuple(size) if size is not None else np.broadcast_shapes(sigs.shape[:-1], rho.shape)
-    z = rng.standard_normal((*shape, 2))
-    b1 = rho * z[..., 0] + np.sqrt(1.0 - rho**2) * z[..., 1]
-    return np.stack([z[..., 0], b1], axis=-1) * sigs
-
-
-def _factor_effects(
-    factors, parametrization: str, priors: ResolvedPriors, integrated: tuple[str, ...]
-) -> dict[str, FactorEffects]:
-    """Every factor's :class:`FactorEffects`, and the Deterministics ``sigs`` and ``R``
-    (block diagonal) over all factors. ``marginal`` puts the integrated factor's covariance
-    on the packed Cholesky factor and samples the other factors' effects non-centred, as
-    ``cholesky`` (centring a factor with >= 50 rows per level gave divergences and 2-4x the
-    leapfrog steps: docs/fast-path.md)."""
-    kind = "cholesky" if parametrization in ("marginal", "laplace") else parametrization
-    effects = {}
-    for f in factors:
-        sigs, R, L = _covariance(f, kind, priors)
-        b = None if f.name in integrated else _random_effects(f, kind, sigs, R, L)
-        effects[f.name] = FactorEffects(sigs, R, L, b)
-    pm.Deterministic("sigs", pt.concatenate([e.sigs for e in effects.values()]),
-                     dims="random_effect")  # fmt: skip
-    pm.Deterministic("R", pt.linalg.block_diag(*(e.R for e in effects.values())),
-                     dims=("random_effect", "random_effect_"))  # fmt: skip
-    return effects
 
 
 def _stat_input(name: str, values: np.ndarray) -> pt.TensorVariable:
@@ -417,7 +324,8 @@ def build_model(
         laplace = integrated_factor(data, integrate) if parametrization == "laplace" else None
         integrated = plan.integrated_names if plan is not None else ()
         integrated = (laplace.name,) if laplace is not None else integrated
-        effects = _factor_effects(data.factors, parametrization, resolved, integrated)
+        centred = plan.centred if plan is not None else ()
+        effects = factor_effects(data.factors, parametrization, resolved, integrated, centred)
         # last of the sampled vector, its hyperparameters an input of their own: no slice
         # of the compiled log density depends on the number of fixed effects
         # (lmm_pymc.compiled, docs/measurements.md)
@@ -426,6 +334,7 @@ def build_model(
         transform = centred_transform(data) if centre and one_family else None
         beta = variable("beta", resolved.fixed, dims="fixed_effect", own_input=True,
                         transform=transform)  # fmt: skip
+        centred_effects(data.factors, centred, data.fixed_names, beta, effects)
         if plan is not None:
             MARGINAL_LIKELIHOODS[plan.likelihood](plan, beta, params["sigma"], effects)
         elif laplace is not None:

@@ -160,6 +160,27 @@ class CrossedStatistics:
             f"found {factor.name!r}"
         )
 
+    def information(self, factor: GroupingFactor) -> np.ndarray:
+        """(q,) how firmly the rows pin a sampled ``factor``'s effects, per effect: the median
+        over its levels of ``kappa_je = (D'D)_jj s_e^2 / sigma^2``, the data's precision on
+        ``b_je`` over its prior's (:data:`~lmm_pymc.marginal.plan.CENTRE_INFORMATION`).
+
+        Both scales come from the least-squares point: ``s_e^2`` is the variance of
+        ``theta0``'s effect ``e`` over the levels (its sampling noise included, so ``kappa``
+        is at least about 1) and ``sigma^2 = e0'e0 / (N - P)``, which also holds the
+        integrated factor's spread: ``kappa`` errs low, towards the non-centred effects."""
+        cols = self.columns(factor)
+        q = factor.q
+        n_obs = float(np.sum(self.n))
+        dof = max(n_obs - self.DtD.shape[0], 1.0)
+        sigma2 = self.e0e0 / dof
+        if not sigma2 > 0:
+            return np.full(q, np.inf)
+        levels = self.theta0[cols].reshape(factor.n_levels, q)
+        s2 = levels.var(axis=0, ddof=1) if factor.n_levels > 1 else np.zeros(q)
+        precision = np.diag(self.DtD)[cols].reshape(factor.n_levels, q)
+        return np.median(precision, axis=0) * s2 / sigma2
+
     def theta(self, beta: np.ndarray, b_others: list[np.ndarray]) -> np.ndarray:
         """(S, P) ``theta`` of draws: ``beta`` (S, p) and each sampled ``b_o`` (S, J_o, q_o)."""
         S = beta.shape[0]
