@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 
 from .centring import centred_transform
@@ -132,6 +133,11 @@ def _stat_input(name: str, values: np.ndarray) -> pt.TensorVariable:
     the one input ``stat_columns``, a table its own input ``stat_<name>``."""
     if np.ndim(values) == 1:
         return packed_input("stat_columns", values, rows=True)
+    if np.asarray(values).dtype in (np.float32, np.int16, np.int8):  # kept narrow (pm.Data
+        # would widen a float32), lmm_pymc.marginal.products
+        shared = pytensor.shared(values, f"stat_{name}")
+        pm.modelcontext(None).register_data_var(shared)
+        return shared
     return pm.Data(f"stat_{name}", values)
 
 

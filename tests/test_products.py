@@ -10,7 +10,7 @@ import pytest
 from pytensor.tensor.math import Dot
 
 from lmm_pymc import build_model
-from lmm_pymc.marginal.products import MatVec, matvec
+from lmm_pymc.marginal.products import MatVec, matvec, narrow
 
 
 def _layouts(rng):
@@ -79,3 +79,81 @@ def test_crossed_gradient_multiplies_the_cross_products_through_blas(crossed_sim
     Kv, d = pt.matrix("stat_ZtD"), pt.vector("d")
     plain = pytensor.function([Kv, d], pytensor.grad(pt.dot(Kv, d).sum() ** 2, d), mode="NUMBA")
     assert _dots_on(plain.maker.fgraph, "stat_ZtD")
+
+
+def _exact(rng, shape, step=0.25, top=4) -> np.ndarray:
+    """A float64 matrix of multiples of ``step`` from ``-top`` to ``top``."""
+    n = int(top / step)
+    return rng.integers(-n, n + 1, size=shape) * step
+
+
+@pytest.mark.parametrize("mode", ["NUMBA", "FAST_RUN"])
+@pytest.mark.parametrize("layout", ["C", "F", "T"])
+@pytest.mark.parametrize("kind", ["int8", "int16", "float32"])
+def test_narrow_matrix_is_multiplied_in_float64(mode, layout, kind):
+    """A matrix stored narrow (:func:`narrow`) times a float64 vector, both directions:
+    the float64 product of the same numbers. Tolerance 1e-13 relative: the products are
+    exact and only the order of 40 float64 additions differs (~1e-15)."""
+    rng = np.random.default_rng(3)
+    step, top = {"int8": (0.25, 4), "int16": (0.5, 1000), "float32": (1 / 3, 4)}[kind]
+    A64 = _exact(rng, (37, 40), step, top)
+    if kind == "float32":  # thirds are no binary fractions: exactly float32, not scaled ints
+        A64 = A64.astype(np.float32).astype(np.float64)
+    A64 = {"C": A64, "F": np.asfortranarray(A64), "T": np.ascontiguousarray(A64.T).T}[layout]
+    B, factor = narrow(A64)
+    assert B.dtype == kind
+    np.testing.assert_array_equal(B * factor, A64)
+    x_val, w_val = rng.normal(size=40), rng.normal(size=37)
+    Bv, x, w = pt.matrix("B", dtype=kind), pt.vector("x"), pt.vector("w")
+    y = matvec(Bv, x) * factor
+    assert y.dtype == "float64"
+    fn = pytensor.function([Bv, x, w], [y, pytensor.grad(pt.dot(w, y), x)], mode=mode)
+    value, grad = fn(B, x_val, w_val)
+    np.testing.assert_allclose(value, A64 @ x_val, rtol=1e-13)
+    np.testing.assert_allclose(grad, A64.T @ w_val, rtol=1e-13)
+    # the check can fail: sums kept in float32 are off by ~1e-7
+    single = (A64.astype(np.float32) @ x_val.astype(np.float32)).astype(float)
+    assert np.max(np.abs(single - A64 @ x_val) / np.abs(A64 @ x_val)) > 1e-12
+
+
+def test_narrow_keeps_what_it_cannot_hold_exactly():
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 200, size=(3, 4)).astype(float)
+    assert narrow(counts)[0].dtype == np.int16 and narrow(counts)[1] == 1.0
+    halves = _exact(rng, (3, 4), 0.5, 10)
+    B, factor = narrow(halves)
+    assert B.dtype == np.int8 and factor == 0.5
+    inexact = halves + 0.1  # 0.1 is no float32 either
+    assert narrow(inexact)[0] is inexact and narrow(inexact)[1] == 1.0
+    ints = np.arange(6).reshape(2, 3)
+    assert narrow(ints)[0] is ints
+    with_nan = halves.copy()
+    with_nan[0, 0] = np.nan
+    assert narrow(with_nan)[0].dtype == np.float64
+
+
+def test_crossed_model_reads_exact_cross_products_narrow(crossed_sim, monkeypatch):
+    """``Z'D`` of counts and +-0.5 codes enters the model as int8 once it is large
+    (NARROW_SIZE, lowered here): the log density and its gradient equal the float64
+    model's to 1e-12 relative (the same exact products, sums in float64 in another
+    order; the log density is a sum of ~400 terms)."""
+    from lmm_pymc.marginal import graph
+
+    wide = build_model(crossed_sim.design, integrate="subject")
+    monkeypatch.setattr(graph, "NARROW_SIZE", 0)
+    narrowed = build_model(crossed_sim.design, integrate="subject")
+    assert {v.name: v.dtype for v in narrowed.data_vars}["stat_ZtD"] == "int8"
+    assert {v.name: v.dtype for v in wide.data_vars}["stat_ZtD"] == "float64"
+    rng = np.random.default_rng(5)
+    for seed in range(3):
+        point = {k: v + rng.normal(0.0, 0.3, np.shape(v))
+                 for k, v in wide.initial_point().items()}  # fmt: skip
+        values = []
+        for model in (wide, narrowed):
+            fn = model.logp_dlogp_function(mode="NUMBA", ravel_inputs=True)
+            fn.set_extra_values({})
+            x = np.concatenate([np.ravel(point[v.name]) for v in fn._grad_vars])
+            values.append(fn(x))
+        (lw, gw), (ln, gn) = values
+        assert abs(ln - lw) <= 1e-12 * abs(lw), (seed, ln, lw)
+        np.testing.assert_allclose(gn, gw, rtol=1e-9, atol=1e-9 * np.abs(gw).max())
