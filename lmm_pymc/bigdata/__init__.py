@@ -82,8 +82,9 @@ def _template(dask, frame, formula: str, scheduler):
     categorical = [c for c in used if c not in numeric and c not in groups]
     if not categorical or head.empty:
         return head
-    levels = dask.compute(*(frame[c].dropna().unique() for c in categorical),
-                          scheduler=scheduler)  # fmt: skip
+    # each block's levels, added up in a tree: no shuffle (Dask's unique() shuffles)
+    blocks = [dask.delayed(_block_levels)(b, categorical) for b in frame[categorical].to_delayed()]
+    levels = _reduce(dask, blocks, _union_labels, scheduler)
     extra = []
     for column, found in zip(categorical, levels, strict=True):
         for level in sorted(set(found) - set(head[column]), key=str):
@@ -108,6 +109,11 @@ def _reduce(dask, blocks: list, add, scheduler):
         level = [dask.delayed(add)(*level[i : i + _FAN_IN]) for i in range(0, len(level), _FAN_IN)]
     (result,) = dask.compute(level[0], scheduler=scheduler)
     return result
+
+
+def _block_levels(block, columns: list[str]) -> list:
+    """The distinct values of each of ``columns`` in a block."""
+    return [block[c].dropna().unique() for c in columns]
 
 
 def _block_labels(block, groups: tuple[str, ...]) -> list:
