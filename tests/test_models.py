@@ -318,7 +318,7 @@ def test_lkj_corr_effects_density_is_the_bivariate_normal(tutorial_sim):
     import pytensor
     import pytensor.tensor as pt
 
-    from lmm_pymc.models import _bivariate_normal_draws, _bivariate_normal_logp
+    from lmm_pymc.effects import _bivariate_normal_draws, _bivariate_normal_logp
 
     rng = np.random.default_rng(5)
     b = pt.dmatrix("b")
