@@ -81,6 +81,7 @@ from .marginal import (
     marginal_loglik,
     residual_marginal_loglik,
 )
+from .marginal.products import NARROW_TYPES
 from .options import PARAMETRIZATIONS
 from .priors import Priors, default_priors
 from .priors.builders import variable
@@ -133,8 +134,7 @@ def _stat_input(name: str, values: np.ndarray) -> pt.TensorVariable:
     the one input ``stat_columns``, a table its own input ``stat_<name>``."""
     if np.ndim(values) == 1:
         return packed_input("stat_columns", values, rows=True)
-    if np.asarray(values).dtype in (np.float32, np.int16, np.int8):  # kept narrow (pm.Data
-        # would widen a float32), lmm_pymc.marginal.products
+    if np.asarray(values).dtype.name in NARROW_TYPES:  # kept narrow: pm.Data would widen it
         shared = pytensor.shared(values, f"stat_{name}")
         pm.modelcontext(None).register_data_var(shared)
         return shared

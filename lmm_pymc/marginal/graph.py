@@ -345,10 +345,8 @@ def _matvec(make: ColumnInput, name: str, A: np.ndarray, x: pt.TensorVariable):
     """``A @ x`` for a constant (n, P) matrix ``A``: from its nonzero entries (a table of
     rows, columns and values) when sparse, else a dense product."""
     if _dense(A):
-        if A.size < NARROW_SIZE:
-            return matvec(make(name, A), x)
         # a large matrix read in fewer bytes where that loses nothing (products.py)
-        B, factor = narrow(A)
+        B, factor = narrow(A) if A.size >= NARROW_SIZE else (A, 1.0)
         product = matvec(make(name, B), x)
         return product if factor == 1.0 else product * factor
     rows, cols = np.nonzero(A)

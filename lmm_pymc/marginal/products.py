@@ -134,8 +134,12 @@ def _transposed_widened(A, x):
 
 
 #: (transposed, narrow matrix) -> the numba function and its cache version.
-_NUMBA_FORMS = {(False, False): (_plain_blas, 1), (True, False): (_transposed_blas, 1),
-                (False, True): (_plain_widened, 2), (True, True): (_transposed_widened, 2)}  # fmt: skip
+_NUMBA_FORMS = {
+    (False, False): (_plain_blas, 1),
+    (True, False): (_transposed_blas, 1),
+    (False, True): (_plain_widened, 2),
+    (True, True): (_transposed_widened, 2),
+}
 
 
 @register_funcify_default_op_cache_key(MatVec)
@@ -151,23 +155,31 @@ def matvec(A, x) -> pt.TensorVariable:
     return MatVec(False)(A, x)
 
 
+def _integral(values: np.ndarray) -> bool:
+    return bool(np.array_equal(values, np.round(values)))
+
+
 def narrow(A: np.ndarray, scales=(1, 2, 4, 8)) -> tuple[np.ndarray, float]:
     """``(B, f)`` with ``A == f * B`` exactly and ``B`` as narrow as that allows: int8 or
-    int16 where ``A`` times one of ``scales`` (powers of two, so the scaling is exact) is
-    integral and small enough (``f`` its inverse), else float32 where every entry is
-    exactly a float32, else ``A`` itself (``f = 1``)."""
+    int16 where ``A`` times one of ``scales`` (ascending powers of two, so the scaling is
+    exact) is integral and small enough (``f`` its inverse), else float32 where every entry
+    is exactly a float32, else ``A`` itself (``f = 1``)."""
     A = np.asarray(A)
     if A.dtype != np.float64:
         return A, 1.0
-    if np.all(np.isfinite(A)):
-        for scale in scales:
+    # a few thousand entries turn continuous data away before any pass over all of A; where
+    # the largest scale leaves a fraction (or a NaN) no smaller one makes A integral
+    sample = A.ravel()[:: max(1, A.size // 4096)]
+    if _integral(sample * scales[-1]) and _integral(A * scales[-1]):
+        for scale in scales:  # the smallest that makes A integral (the last one does)
             B = A * scale
-            if not np.array_equal(B, np.round(B)):
-                continue
-            for dtype in (np.int8, np.int16):
-                info = np.iinfo(dtype)
-                if B.size == 0 or (B.min() >= info.min and B.max() <= info.max):
-                    return B.astype(dtype), 1.0 / scale
-            break
+            if _integral(B):
+                break
+        for dtype in (np.int8, np.int16):  # the range check also turns away infinities
+            info = np.iinfo(dtype)
+            if B.size == 0 or (B.min() >= info.min and B.max() <= info.max):
+                return B.astype(dtype), 1.0 / scale
+    if not np.array_equal(sample.astype(np.float32), sample):
+        return A, 1.0
     single = A.astype(np.float32)
     return (single, 1.0) if np.array_equal(single, A) else (A, 1.0)
